@@ -1,0 +1,103 @@
+// Backend: the interface every compute device implements -- memory, copies, and the
+// forward and backward of each op the model uses. The model calls only this interface.
+//
+// Conventions for every op:
+//  - Tensors are contiguous row-major views; N = B*T flattened tokens.
+//  - Activations use the backend's compute dtype (f32/f64 on the CPU), token ids are i32.
+//  - Weight gradients ACCUMULATE (+=) so micro-batches add up; the caller zeroes them.
+//  - Activation gradients OVERWRITE their output, except rmsnorm_backward's dx (+=,
+//    which is how the residual stream's two gradient paths add up).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "meap/tensor.hpp"
+
+namespace meap {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr) = 0;
+  virtual void copy_from_host(const Tensor& dst, const void* host) = 0;  // dst.nbytes()
+  virtual void copy_to_host(void* host, const Tensor& src) = 0;          // src.nbytes()
+  virtual void fill_zero(const Tensor& t) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- embedding -------------------------------------------------------------
+  // out (N, C) = table[tokens]; tokens (N) i32, table (V, C).
+  virtual void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) = 0;
+  // dtable (V, C) += scatter of dout (N, C) by tokens.
+  virtual void embedding_backward(const Tensor& dtable, const Tensor& dout,
+                                  const Tensor& tokens) = 0;
+
+  // ---- RMSNorm ---------------------------------------------------------------
+  // out (N, C) = x / rms(x) * weight; rstd (N) saves 1/rms for the backward.
+  virtual void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& x,
+                               const Tensor& weight, double eps) = 0;
+  // dx (N, C) += ..., dweight (C) += ...
+  virtual void rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dout,
+                                const Tensor& x, const Tensor& weight, const Tensor& rstd) = 0;
+
+  // ---- linear (no bias) ------------------------------------------------------
+  // out (N, OC) = x (N, IC) @ w^T, w (OC, IC) as in torch.nn.Linear.
+  virtual void matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w) = 0;
+  // dx (N, IC) = dout @ w (overwritten; skipped when dx is empty), dw (OC, IC) += dout^T @ x.
+  virtual void matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout,
+                               const Tensor& x, const Tensor& w) = 0;
+
+  // ---- rotary embedding (Hugging Face convention: rotates pairs (i, i + D/2)) --
+  // x (B, T, H, D) rotated in place for heads [0, n_rot_heads); cos, sin (T, D/2).
+  virtual void rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos,
+                            const Tensor& sin) = 0;
+  // The inverse rotation, applied in place to the gradient.
+  virtual void rope_backward(const Tensor& dx, int n_rot_heads, const Tensor& cos,
+                             const Tensor& sin) = 0;
+
+  // ---- causal grouped-query attention -----------------------------------------
+  // qkv (B, T, Hq + 2*Hkv, D): query heads, then key heads, then value heads.
+  // Query head h reads kv head h / (Hq / Hkv). out (B, T, Hq, D); lse (B, Hq, T) saves
+  // each row's log-sum-exp of the scaled scores for the backward.
+  virtual void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
+                                 int n_heads, int n_kv_heads) = 0;
+  // dqkv (B, T, Hq + 2*Hkv, D) overwritten.
+  virtual void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
+                                  const Tensor& out, const Tensor& lse, int n_heads,
+                                  int n_kv_heads) = 0;
+
+  // ---- SwiGLU ------------------------------------------------------------------
+  // gate_up (N, 2F) = [gate | up] per row; out (N, F) = silu(gate) * up.
+  virtual void swiglu_forward(const Tensor& out, const Tensor& gate_up) = 0;
+  // dgate_up (N, 2F) overwritten.
+  virtual void swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
+                               const Tensor& gate_up) = 0;
+
+  // ---- residual ----------------------------------------------------------------
+  // out = a + b, all (N, C); out may alias a.
+  virtual void add_forward(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
+
+  // ---- fused softmax + cross-entropy -------------------------------------------
+  // logits (N, V), targets (N) i32, weights (N) f32 (0 = ignored position).
+  // losses (N, compute dtype) = -log softmax(logits)[target] (0 where weight is 0;
+  // targets of weight-0 positions are not read).
+  // dlogits (N, V) = (softmax - onehot) * weight * grad_scale; may alias logits,
+  // so the probabilities are never stored.
+  virtual void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits,
+                                              const Tensor& logits, const Tensor& targets,
+                                              const Tensor& weights, double grad_scale) = 0;
+};
+
+// "cpu", "cuda" or "auto" (cuda when compiled in and a GPU is present, else cpu).
+std::unique_ptr<Backend> make_backend(const std::string& device);
+
+// True when this binary was built with the CUDA backend and a GPU is visible.
+bool cuda_available();
+
+}  // namespace meap

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what meap's build and tests need: Debian packages, plus a Python venv (.venv)
+# that sees Debian's python3-torch and adds pinned PyPI packages for the reference tests.
+# Idempotent, and quick when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
+  libopenmpi-dev openmpi-bin libopenblas-dev
+  libsentencepiece-dev sentencepiece
+  python3 python3-venv python3-pip python3-numpy python3-torch
+  bible-kjv-text fortunes-min
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install_deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's interpreter, not a pyenv one on PATH: only it sees python3-torch.
+python_requirements=(safetensors==0.4.5)
+if [ ! -x .venv/bin/python3 ]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+if ! .venv/bin/python3 -c "import safetensors, torch, numpy" 2>/dev/null; then
+  .venv/bin/python3 -m pip install -q "${python_requirements[@]}"
+fi
+echo "install_deps: all present"

@@ -1,0 +1,54 @@
+// The CPU reference kernels: plain loops over raw pointers, templated on the scalar type
+// (float for training, double for gradient checks). Shapes as in meap/backend.hpp.
+// Parallel loops give each thread disjoint outputs and fixed reduction orders, so
+// results are bit-identical from run to run whatever the thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace meap::cpu {
+
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const T* table, int64_t n, int64_t c);
+template <class T>
+void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int64_t n, int64_t v,
+                        int64_t c);
+
+template <class T>
+void rmsnorm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t n, int64_t c,
+                     double eps);
+template <class T>
+void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight,
+                      const T* rstd, int64_t n, int64_t c);
+
+template <class T>
+void matmul_forward(T* out, const T* x, const T* w, int64_t n, int64_t ic, int64_t oc);
+template <class T>
+void matmul_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, int64_t n,
+                     int64_t ic, int64_t oc);
+
+template <class T>
+void rope_apply(T* x, const T* cos, const T* sin, int64_t b, int64_t t, int64_t h_total,
+                int64_t h_rot, int64_t d, bool inverse);
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* qkv, int64_t b, int64_t t, int64_t hq,
+                       int64_t hkv, int64_t d);
+template <class T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
+                        int64_t b, int64_t t, int64_t hq, int64_t hkv, int64_t d);
+
+template <class T>
+void swiglu_forward(T* out, const T* gate_up, int64_t n, int64_t f);
+template <class T>
+void swiglu_backward(T* dgate_up, const T* dout, const T* gate_up, int64_t n, int64_t f);
+
+template <class T>
+void add_forward(T* out, const T* a, const T* b, int64_t n);
+
+template <class T>
+void cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits,
+                                    const int32_t* targets, const float* weights, int64_t n,
+                                    int64_t v, double grad_scale);
+
+}  // namespace meap::cpu

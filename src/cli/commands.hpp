@@ -1,0 +1,14 @@
+// The `meap` subcommands. Each takes the arguments after its name and returns the
+// process exit code; meap::Error escapes to main(), which prints it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace meap::cli {
+
+using Args = std::vector<std::string>;
+
+int inspect_command(const Args& args);
+
+}  // namespace meap::cli

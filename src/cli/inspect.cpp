@@ -1,0 +1,90 @@
+// `meap inspect CONFIG.yaml [key=value ...]`: what a run of this config costs before it
+// starts -- parameter counts, training FLOPs per token, and memory per device.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "meap/config.hpp"
+#include "meap/llama.hpp"
+
+namespace meap::cli {
+
+namespace {
+
+std::string human_count(double n) {
+  const char* units[] = {"", "K", "M", "B", "T", "P", "E"};
+  int u = 0;
+  while (n >= 1000 && u < 6) {
+    n /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", n, units[u]);
+  return buf;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f %s", b, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int inspect_command(const Args& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::printf(
+        "usage: meap inspect CONFIG.yaml [section.key=value ...]\n\n"
+        "Prints the model's parameter count (total and non-embedding), the training FLOPs\n"
+        "per token (6 N + 12 L T C), and the memory a training step needs per device for\n"
+        "the configured micro-batch (fp32 weights, gradients, AdamW moments, activations).\n");
+    return args.empty() ? 2 : 0;
+  }
+  const Config cfg = load_config(args[0], Args(args.begin() + 1, args.end()));
+  const ModelConfig& m = cfg.model;
+  const int64_t B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
+  const LlamaMemoryPlan plan = Llama::memory_plan(m, B, T, DType::f32);
+
+  const int64_t embedding = m.vocab_size * m.dim * (m.tie_embeddings ? 1 : 2);
+  const int64_t non_embedding = plan.n_parameters - embedding;
+  // Every matmul weight costs 6 FLOPs per token (2 forward, 4 backward); the output head
+  // is a matmul even when tied. Attention scores and values: 12 L T C (PaLM's convention,
+  // counting the full T x T, not only its causal half).
+  const double matmul_params = static_cast<double>(non_embedding) + m.vocab_size * m.dim;
+  const double flops_per_token =
+      6.0 * matmul_params + 12.0 * m.n_layers * static_cast<double>(T) * m.dim;
+  const double adam_bytes = 2.0 * plan.n_parameters * 4;
+  const double total_bytes =
+      plan.parameter_bytes + plan.gradient_bytes + adam_bytes + plan.activation_bytes;
+  const int64_t accumulation = cfg.train.global_batch_size / cfg.train.micro_batch_size;
+
+  std::printf("config            %s\n", args[0].c_str());
+  std::printf("model             dim %ld, %ld layers, %ld heads (%ld kv, head dim %ld), ffn %ld, "
+              "vocab %ld, %s head\n",
+              m.dim, m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim(), m.ffn_dim, m.vocab_size,
+              m.tie_embeddings ? "tied" : "untied");
+  std::printf("parameters        %s total (%ld), %s non-embedding (%ld)\n",
+              human_count(plan.n_parameters).c_str(), plan.n_parameters,
+              human_count(non_embedding).c_str(), non_embedding);
+  std::printf("FLOPs per token   %s (training: forward + backward, seq_len %ld)\n",
+              human_count(flops_per_token).c_str(), T);
+  std::printf("FLOPs per step    %s (%ld sequences x %ld tokens)\n",
+              human_count(flops_per_token * cfg.train.global_batch_size * T).c_str(),
+              cfg.train.global_batch_size, T);
+  std::printf("batch             global %ld = micro %ld x %ld accumulation steps (1 rank)\n",
+              cfg.train.global_batch_size, B, accumulation);
+  std::printf("memory per device (fp32, micro-batch %ld x %ld):\n", B, T);
+  std::printf("  weights         %s\n", human_bytes(plan.parameter_bytes).c_str());
+  std::printf("  gradients       %s\n", human_bytes(plan.gradient_bytes).c_str());
+  std::printf("  AdamW moments   %s\n", human_bytes(adam_bytes).c_str());
+  std::printf("  activations     %s\n", human_bytes(plan.activation_bytes).c_str());
+  std::printf("  total           %s\n", human_bytes(total_bytes).c_str());
+  return 0;
+}
+
+}  // namespace meap::cli

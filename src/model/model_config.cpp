@@ -1,0 +1,37 @@
+#include "meap/model_config.hpp"
+
+#include "meap/error.hpp"
+
+namespace meap {
+
+namespace {
+void require_positive(const char* key, int64_t v) {
+  if (v <= 0) fail("model.", key, " must be a positive integer, got ", v);
+}
+}  // namespace
+
+void ModelConfig::validate() const {
+  require_positive("vocab_size", vocab_size);
+  require_positive("dim", dim);
+  require_positive("n_layers", n_layers);
+  require_positive("n_heads", n_heads);
+  require_positive("n_kv_heads", n_kv_heads);
+  require_positive("ffn_dim", ffn_dim);
+  require_positive("max_seq_len", max_seq_len);
+  if (dim % n_heads != 0)
+    fail("model.n_heads (", n_heads, ") must divide model.dim (", dim,
+         "); the head dimension is dim / n_heads");
+  if (n_heads % n_kv_heads != 0)
+    fail("model.n_kv_heads (", n_kv_heads, ") must divide model.n_heads (", n_heads,
+         ") for grouped-query attention");
+  if (head_dim() % 2 != 0)
+    fail("model.dim / model.n_heads = ", head_dim(),
+         " is odd; rotary embedding needs an even head dimension (change model.dim or "
+         "model.n_heads)");
+  if (!(rope_theta > 0)) fail("model.rope_theta must be positive, got ", rope_theta);
+  if (!(norm_eps > 0)) fail("model.norm_eps must be positive, got ", norm_eps);
+  if (!(init_std > 0)) fail("model.init_std must be positive, got ", init_std);
+  if (vocab_size > (int64_t{1} << 31) - 1) fail("model.vocab_size is too large: ", vocab_size);
+}
+
+}  // namespace meap
