@@ -11,7 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin libopenblas-dev
   libsentencepiece-dev sentencepiece
   python3 python3-venv python3-pip python3-numpy python3-torch
-  bible-kjv-text fortunes-min
+  bible-kjv bible-kjv-text fortunes-min
 )
 missing=()
 for p in "${packages[@]}"; do
