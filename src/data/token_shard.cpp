@@ -1,0 +1,461 @@
+#include "meap/token_shard.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <utility>
+
+#include "meap/error.hpp"
+
+namespace meap {
+
+// Header fields and token ids are copied to and from disk with memcpy; the format is little
+// endian.
+static_assert(std::endian::native == std::endian::little,
+              "meap's token shard code assumes a little-endian host");
+
+namespace {
+
+// Header layout (64 bytes, little endian):
+//   0  magic "MEAPTOK\0"   8  u32 version    12 u32 token_bytes  16 u64 n_tokens
+//   24 u32 vocab_size      28 i32 bos        32 i32 eos          36 i32 pad
+//   40 i32 mask            44 u32 reserved   48 u64 checksum     56 8 zero bytes
+constexpr char kMagic[8] = {'M', 'E', 'A', 'P', 'T', 'O', 'K', '\0'};
+constexpr size_t kOffVersion = 8, kOffTokenBytes = 12, kOffNTokens = 16, kOffVocab = 24,
+                 kOffBos = 28, kOffEos = 32, kOffPad = 36, kOffMask = 40, kOffReserved = 44,
+                 kOffChecksum = 48, kOffPadding = 56;
+static_assert(kOffPadding + 8 == kShardHeaderBytes);
+
+// Tokens are written in chunks of this many bytes; a multiple of 8, so every chunk but the
+// last is whole checksum words.
+constexpr size_t kChunkBytes = size_t{4} << 20;
+
+// The checksum (docs/formats.md, "Checksum"): one 64-bit lane over little-endian 8-byte
+// words, each step a xor, a multiply by an odd constant and a xor-shift. Each step is a
+// bijection of the state for a fixed word, so a single changed word always changes the
+// result; the shift carries high bits down so a change anywhere in a word reaches all bits
+// of later states. About 6 cycles per 8 bytes on one dependency chain: several GB/s.
+constexpr uint64_t kHashSeed = 0xCBF29CE484222325ull;
+constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
+
+inline uint64_t hash_step(uint64_t h, uint64_t w) {
+  h = (h ^ w) * kHashMul;
+  return h ^ (h >> 32);
+}
+
+uint64_t hash_words(uint64_t h, const unsigned char* p, size_t n_words) {
+  for (size_t i = 0; i < n_words; ++i) {
+    uint64_t w;
+    std::memcpy(&w, p + 8 * i, 8);
+    h = hash_step(h, w);
+  }
+  return h;
+}
+
+// The last partial word (zero-padded) and the total length.
+uint64_t hash_finish(uint64_t h, const unsigned char* tail, size_t tail_bytes,
+                     uint64_t total_bytes) {
+  if (tail_bytes > 0) {
+    uint64_t w = 0;
+    std::memcpy(&w, tail, tail_bytes);
+    h = hash_step(h, w);
+  }
+  return hash_step(h, total_bytes);
+}
+
+template <class T>
+T load(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class T>
+void store(unsigned char* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+[[noreturn]] void io_fail(const char* what, const std::string& path, int err) {
+  fail("cannot ", what, " '", path, "': ", std::strerror(err));
+}
+
+void write_all(int fd, const unsigned char* data, size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, std::min<size_t>(n, size_t{1} << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      io_fail("write", path, errno);
+    }
+    if (w == 0) io_fail("write", path, EIO);
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void pwrite_all(int fd, const unsigned char* data, size_t n, off_t offset,
+                const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, offset);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      io_fail("write", path, errno);
+    }
+    if (w == 0) io_fail("write", path, EIO);
+    data += w;
+    n -= static_cast<size_t>(w);
+    offset += w;
+  }
+}
+
+// The rename is durable only once the directory entry is on disk.
+void fsync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) io_fail("open directory", dir, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // EINVAL: the filesystem cannot sync directories at all; nothing more can be done there.
+  if (rc != 0 && err != EINVAL) io_fail("fsync directory", dir, err);
+}
+
+bool special_id_ok(int32_t id, uint32_t vocab_size) {
+  return id == -1 || (id >= 0 && static_cast<uint64_t>(id) < vocab_size);
+}
+
+// The first special id outside the vocab, as "name=id", or "" when all are fine.
+std::string bad_special(const SpecialTokens& s, uint32_t vocab_size) {
+  const std::pair<const char*, int32_t> ids[] = {
+      {"bos", s.bos}, {"eos", s.eos}, {"pad", s.pad}, {"mask", s.mask}};
+  for (const auto& [name, id] : ids)
+    if (!special_id_ok(id, vocab_size)) return str_cat(name, "=", id);
+  return {};
+}
+
+std::string special_string(const SpecialTokens& s) {
+  return str_cat("bos=", s.bos, " eos=", s.eos, " pad=", s.pad, " mask=", s.mask);
+}
+
+bool same_special(const SpecialTokens& a, const SpecialTokens& b) {
+  return a.bos == b.bos && a.eos == b.eos && a.pad == b.pad && a.mask == b.mask;
+}
+
+}  // namespace
+
+uint64_t shard_checksum(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  const size_t words = n / 8;
+  return hash_finish(hash_words(kHashSeed, p, words), p + 8 * words, n % 8, n);
+}
+
+// ---- ShardWriter ------------------------------------------------------------------------
+
+ShardWriter::ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special)
+    : path_(std::move(path)), vocab_size_(vocab_size), special_(special), hash_(kHashSeed) {
+  if (vocab_size_ == 0) fail(path_, ": cannot write a token shard with vocab_size 0");
+  if (const std::string bad = bad_special(special_, vocab_size_); !bad.empty())
+    fail(path_, ": special token id ", bad, " is outside the vocab [0, ", vocab_size_,
+         ") (use -1 for a token the tokenizer does not have)");
+  token_bytes_ = vocab_size_ <= 65536 ? 2 : 4;
+  tmp_path_ = path_ + ".tmp";
+  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail("create", tmp_path_, errno);
+  // The header is written last (it holds the count and checksum); reserve its bytes now.
+  const unsigned char zeros[kShardHeaderBytes] = {};
+  try {
+    write_all(fd_, zeros, sizeof zeros, tmp_path_);
+  } catch (...) {
+    abandon();
+    throw;
+  }
+  buffer_.reserve(kChunkBytes);
+}
+
+ShardWriter::ShardWriter(ShardWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      tmp_path_(std::move(other.tmp_path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      vocab_size_(other.vocab_size_),
+      token_bytes_(other.token_bytes_),
+      special_(other.special_),
+      n_tokens_(other.n_tokens_),
+      hash_(other.hash_),
+      buffer_(std::move(other.buffer_)),
+      done_(std::exchange(other.done_, true)) {}
+
+ShardWriter& ShardWriter::operator=(ShardWriter&& other) noexcept {
+  if (this != &other) {
+    abandon();
+    path_ = std::move(other.path_);
+    tmp_path_ = std::move(other.tmp_path_);
+    fd_ = std::exchange(other.fd_, -1);
+    vocab_size_ = other.vocab_size_;
+    token_bytes_ = other.token_bytes_;
+    special_ = other.special_;
+    n_tokens_ = other.n_tokens_;
+    hash_ = other.hash_;
+    buffer_ = std::move(other.buffer_);
+    done_ = std::exchange(other.done_, true);
+  }
+  return *this;
+}
+
+ShardWriter::~ShardWriter() { abandon(); }
+
+void ShardWriter::abandon() noexcept {
+  if (done_) return;
+  done_ = true;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_path_.c_str());
+}
+
+void ShardWriter::append(const int32_t* tokens, size_t n) {
+  if (done_) fail(path_, ": append() after finish() or a failed write");
+  // Validate the whole call first, so a refused call appends nothing.
+  for (size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || static_cast<uint64_t>(tokens[i]) >= vocab_size_)
+      fail(path_, ": token id ", tokens[i], " (token ", n_tokens_ + i,
+           " of the shard) is outside the vocab [0, ", vocab_size_, ")");
+  }
+  try {
+    size_t i = 0;
+    while (i < n) {
+      const size_t room = (kChunkBytes - buffer_.size()) / token_bytes_;
+      const size_t take = std::min(room, n - i);
+      const size_t at = buffer_.size();
+      buffer_.resize(at + take * token_bytes_);
+      unsigned char* dst = buffer_.data() + at;
+      if (token_bytes_ == 2) {
+        for (size_t k = 0; k < take; ++k)
+          store(dst + 2 * k, static_cast<uint16_t>(tokens[i + k]));
+      } else {
+        std::memcpy(dst, tokens + i, take * 4);  // ids are >= 0: int32 bits == uint32 bits
+      }
+      i += take;
+      n_tokens_ += take;
+      if (buffer_.size() == kChunkBytes) flush();
+    }
+  } catch (...) {
+    abandon();
+    throw;
+  }
+}
+
+// Writes the buffered bytes; all but the final flush are whole checksum words (kChunkBytes
+// is a multiple of 8), the final one is hashed by finish().
+void ShardWriter::flush() {
+  const size_t words = buffer_.size() / 8;
+  MEAP_CHECK(words * 8 == buffer_.size(), "only whole chunks are flushed early");
+  hash_ = hash_words(hash_, buffer_.data(), words);
+  write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_);
+  buffer_.clear();
+}
+
+void ShardWriter::finish() {
+  if (done_) fail(path_, ": finish() called twice or after a failed write");
+  try {
+    const size_t words = buffer_.size() / 8;
+    const uint64_t total = n_tokens_ * token_bytes_;
+    hash_ = hash_words(hash_, buffer_.data(), words);
+    hash_ = hash_finish(hash_, buffer_.data() + 8 * words, buffer_.size() - 8 * words, total);
+    write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_);
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+
+    unsigned char h[kShardHeaderBytes] = {};
+    std::memcpy(h, kMagic, sizeof kMagic);
+    store<uint32_t>(h + kOffVersion, kShardVersion);
+    store<uint32_t>(h + kOffTokenBytes, token_bytes_);
+    store<uint64_t>(h + kOffNTokens, n_tokens_);
+    store<uint32_t>(h + kOffVocab, vocab_size_);
+    store<int32_t>(h + kOffBos, special_.bos);
+    store<int32_t>(h + kOffEos, special_.eos);
+    store<int32_t>(h + kOffPad, special_.pad);
+    store<int32_t>(h + kOffMask, special_.mask);
+    store<uint32_t>(h + kOffReserved, 0);
+    store<uint64_t>(h + kOffChecksum, hash_);
+    pwrite_all(fd_, h, sizeof h, 0, tmp_path_);
+
+    if (::fsync(fd_) != 0) io_fail("fsync", tmp_path_, errno);
+    const int fd = std::exchange(fd_, -1);  // close() releases it even when it reports an error
+    if (::close(fd) != 0) io_fail("close", tmp_path_, errno);
+    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      fail("cannot rename '", tmp_path_, "' to '", path_, "': ", std::strerror(err));
+    }
+  } catch (...) {
+    abandon();
+    throw;
+  }
+  done_ = true;  // committed: the temporary file is now the shard
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  fsync_directory(dir.empty() ? "." : dir);
+}
+
+// ---- ShardReader ------------------------------------------------------------------------
+
+ShardReader ShardReader::open(const std::string& path, bool verify_checksum) {
+  ShardReader r;
+  r.path_ = path;
+
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) io_fail("open token shard", path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) io_fail("stat", path, errno);
+  if (!S_ISREG(st.st_mode)) fail(path, ": not a token shard: not a regular file");
+  const uint64_t file_bytes = static_cast<uint64_t>(st.st_size);
+  if (file_bytes < kShardHeaderBytes)
+    fail(path, ": not a token shard: ", file_bytes, " bytes is shorter than the ",
+         kShardHeaderBytes, "-byte header (truncated?)");
+
+  // The mapping stays valid after the descriptor is closed.
+  void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) io_fail("mmap", path, errno);
+  r.map_ = map;
+  r.map_bytes_ = file_bytes;
+  const auto* h = static_cast<const unsigned char*>(map);
+
+  if (std::memcmp(h, kMagic, sizeof kMagic) != 0)
+    fail(path, ": not a meap token shard (bad magic; expected \"MEAPTOK\\0\")");
+  ShardInfo& info = r.info_;
+  info.version = load<uint32_t>(h + kOffVersion);
+  if (info.version > kShardVersion)
+    fail(path, ": token shard format version ", info.version,
+         " was written by a newer meap; this build reads up to version ", kShardVersion,
+         " (update meap or re-run meap prepare)");
+  if (info.version == 0) fail(path, ": invalid token shard format version 0 (corrupt header)");
+  info.token_bytes = load<uint32_t>(h + kOffTokenBytes);
+  if (info.token_bytes != 2 && info.token_bytes != 4)
+    fail(path, ": invalid token width ", info.token_bytes, " bytes (must be 2 or 4)");
+  info.n_tokens = load<uint64_t>(h + kOffNTokens);
+  info.vocab_size = load<uint32_t>(h + kOffVocab);
+  info.special.bos = load<int32_t>(h + kOffBos);
+  info.special.eos = load<int32_t>(h + kOffEos);
+  info.special.pad = load<int32_t>(h + kOffPad);
+  info.special.mask = load<int32_t>(h + kOffMask);
+  info.checksum = load<uint64_t>(h + kOffChecksum);
+
+  // A file cut short or with junk appended: compare sizes before trusting n_tokens.
+  uint64_t expected = 0;
+  if (__builtin_mul_overflow(info.n_tokens, uint64_t{info.token_bytes}, &expected) ||
+      __builtin_add_overflow(expected, uint64_t{kShardHeaderBytes}, &expected))
+    fail(path, ": corrupt header: token count ", info.n_tokens, " is impossibly large");
+  if (file_bytes < expected)
+    fail(path, ": token shard is truncated: the header promises ", info.n_tokens,
+         " tokens (", expected, " bytes) but the file has ", file_bytes, " bytes");
+  if (file_bytes > expected)
+    fail(path, ": token shard has trailing bytes: the header promises ", info.n_tokens,
+         " tokens (", expected, " bytes) but the file has ", file_bytes, " bytes");
+
+  if (info.vocab_size == 0) fail(path, ": corrupt header: vocab_size is 0");
+  if (info.token_bytes == 2 && info.vocab_size > 65536)
+    fail(path, ": corrupt header: vocab_size ", info.vocab_size,
+         " does not fit 2-byte token ids");
+  if (const std::string bad = bad_special(info.special, info.vocab_size); !bad.empty())
+    fail(path, ": corrupt header: special token id ", bad, " is outside the vocab [0, ",
+         info.vocab_size, ")");
+  uint64_t padding = 0;
+  std::memcpy(&padding, h + kOffPadding, 8);
+  if (load<uint32_t>(h + kOffReserved) != 0 || padding != 0)
+    fail(path, ": corrupt header: reserved bytes are not zero");
+
+  if (verify_checksum) {
+    // One sequential pass: tell the kernel to read ahead, and drop the hint afterwards
+    // because the streamer's later reads are not sequential.
+    ::madvise(map, file_bytes, MADV_SEQUENTIAL);
+    const uint64_t actual = shard_checksum(h + kShardHeaderBytes, file_bytes - kShardHeaderBytes);
+    ::madvise(map, file_bytes, MADV_NORMAL);
+    if (actual != info.checksum)
+      fail(path, ": checksum mismatch: the shard is corrupt (header says 0x", std::hex,
+           info.checksum, ", the tokens give 0x", actual, std::dec,
+           "); re-run meap prepare for this file");
+  }
+  return r;
+}
+
+ShardReader::ShardReader(ShardReader&& other) noexcept
+    : path_(std::move(other.path_)),
+      info_(other.info_),
+      map_(std::exchange(other.map_, nullptr)),
+      map_bytes_(std::exchange(other.map_bytes_, 0)) {}
+
+ShardReader& ShardReader::operator=(ShardReader&& other) noexcept {
+  if (this != &other) {
+    unmap();
+    path_ = std::move(other.path_);
+    info_ = other.info_;
+    map_ = std::exchange(other.map_, nullptr);
+    map_bytes_ = std::exchange(other.map_bytes_, 0);
+  }
+  return *this;
+}
+
+ShardReader::~ShardReader() { unmap(); }
+
+void ShardReader::unmap() noexcept {
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  map_ = nullptr;
+  map_bytes_ = 0;
+}
+
+void ShardReader::read(uint64_t offset, size_t n, int32_t* out) const {
+  if (offset > info_.n_tokens || n > info_.n_tokens - offset)
+    fail(path_, ": read of tokens [", offset, ", ", offset + n, ") is past the end (the shard has ",
+         info_.n_tokens, " tokens)");
+  const auto* data = static_cast<const unsigned char*>(map_) + kShardHeaderBytes;
+  // max over the range instead of a branch per token keeps the copy loop vectorizable.
+  uint32_t max_id = 0;
+  if (info_.token_bytes == 2) {
+    const unsigned char* p = data + 2 * offset;
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t v = load<uint16_t>(p + 2 * i);
+      out[i] = v;
+      max_id = std::max<uint32_t>(max_id, v);
+    }
+  } else {
+    const unsigned char* p = data + 4 * offset;
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t v = load<uint32_t>(p + 4 * i);
+      out[i] = static_cast<int32_t>(v);
+      max_id = std::max(max_id, v);
+    }
+  }
+  if (n > 0 && max_id >= info_.vocab_size) {
+    size_t at = 0;
+    while (static_cast<uint32_t>(out[at]) < info_.vocab_size) ++at;
+    fail(path_, ": token ", offset + at, " has id ", static_cast<uint32_t>(out[at]),
+         ", outside the vocab [0, ", info_.vocab_size,
+         "): the shard is corrupt (open it with checksum verification to find out early)");
+  }
+}
+
+// ---- compatibility ------------------------------------------------------------------------
+
+void check_shards_compatible(const std::vector<ShardInfo>& infos,
+                             const std::vector<std::string>& paths) {
+  MEAP_CHECK(infos.size() == paths.size(), "one path per shard info");
+  for (size_t i = 1; i < infos.size(); ++i) {
+    if (infos[i].vocab_size != infos[0].vocab_size)
+      fail("token shards disagree on the vocab size: '", paths[0], "' has ",
+           infos[0].vocab_size, ", '", paths[i], "' has ", infos[i].vocab_size,
+           " (were they tokenized with different tokenizers?)");
+    if (!same_special(infos[i].special, infos[0].special))
+      fail("token shards disagree on the special token ids: '", paths[0], "' has ",
+           special_string(infos[0].special), ", '", paths[i], "' has ",
+           special_string(infos[i].special));
+  }
+}
+
+}  // namespace meap
