@@ -10,5 +10,6 @@ namespace meap::cli {
 using Args = std::vector<std::string>;
 
 int inspect_command(const Args& args);
+int prepare_command(const Args& args);
 
 }  // namespace meap::cli

@@ -15,6 +15,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"prepare", meap::cli::prepare_command,
+     "--out DIR [options] INPUT...  text corpus -> tokenizer + train/val token shards"},
     {"inspect", meap::cli::inspect_command,
      "CONFIG.yaml [key=value ...]  parameters, FLOPs per token and memory per device"},
 };

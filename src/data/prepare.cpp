@@ -1,0 +1,635 @@
+#include "meap/prepare.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <thread>
+
+#include "meap/corpus.hpp"
+#include "meap/error.hpp"
+#include "meap/rng.hpp"
+#include "meap/tokenizer.hpp"
+
+namespace fs = std::filesystem;
+
+namespace meap {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Philox streams of this file, so the split and the tokenizer sample draw independent bits
+// for the same (seed, ordinal).
+constexpr uint32_t kStreamValSplit = 0x76616C31;   // "val1"
+constexpr uint32_t kStreamTokSample = 0x746F6B31;  // "tok1"
+
+// Uniform in [0, 1) with 53 random bits.
+double uniform01(uint64_t seed, uint32_t stream, uint64_t ordinal) {
+  const PhiloxCounter r = philox4x32(
+      {static_cast<uint32_t>(ordinal), static_cast<uint32_t>(ordinal >> 32), stream, 0},
+      philox_key(seed));
+  const uint64_t bits = (static_cast<uint64_t>(r[0]) << 32 | r[1]) >> 11;
+  return static_cast<double>(bits) * (1.0 / 9007199254740992.0);
+}
+
+// SentencePiece records num_threads in the model file, so a value that followed --threads
+// would make tokenizer.model differ between otherwise identical runs. Its BPE trainer gains
+// little from threads (KJV, vocab 4096: 1.40 s on 1 thread, 1.23 s on 2).
+constexpr int kTokenizerTrainThreads = 4;
+// SentencePiece skips training sentences longer than its max_sentence_length (64 KiB as
+// Tokenizer::train sets it); longer lines are cut, at a space where there is one.
+constexpr size_t kMaxTrainLine = 16384;
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+// Decides train or val document by document, in corpus order. Every document but the last
+// follows hashes_to_val; the last one is held back until the end is known, so that it can go
+// to val when the hash sent no document there (and stay in train when it is the only one).
+template <class T, class Emit>
+class SplitDecider {
+ public:
+  SplitDecider(uint64_t seed, double val_fraction, Emit emit)
+      : seed_(seed), val_fraction_(val_fraction), emit_(std::move(emit)) {}
+
+  void push(T item) {
+    if (has_pending_) decide(hashes_to_val(seed_, n_ - 1, val_fraction_));
+    pending_ = std::move(item);
+    has_pending_ = true;
+    ++n_;
+  }
+
+  void finish() {
+    if (!has_pending_) return;
+    bool val;
+    if (n_ == 1)
+      val = false;
+    else if (val_fraction_ > 0 && n_val_ == 0)
+      val = true;
+    else
+      val = hashes_to_val(seed_, n_ - 1, val_fraction_);
+    decide(val);
+  }
+
+  uint64_t n_train() const { return n_train_; }
+  uint64_t n_val() const { return n_val_; }
+
+ private:
+  void decide(bool val) {
+    ++(val ? n_val_ : n_train_);
+    has_pending_ = false;
+    emit_(std::move(pending_), val, n_ - 1);
+  }
+
+  uint64_t seed_;
+  double val_fraction_;
+  Emit emit_;
+  T pending_{};  // (not std::optional: GCC 12 warns falsely about its vector payload)
+  bool has_pending_ = false;
+  uint64_t n_ = 0, n_train_ = 0, n_val_ = 0;
+};
+
+// One split's shard files: a continuous token stream cut every `shard_tokens` tokens. A shard
+// is opened only when a token needs it, so a split with no documents writes no file.
+class ShardSeries {
+ public:
+  ShardSeries(fs::path dir, std::string prefix, uint64_t shard_tokens, uint32_t vocab_size,
+              SpecialTokens special)
+      : dir_(std::move(dir)),
+        prefix_(std::move(prefix)),
+        shard_tokens_(shard_tokens),
+        vocab_size_(vocab_size),
+        special_(special) {}
+
+  void append(const int32_t* tokens, size_t n) {
+    while (n > 0) {
+      if (!current_) {
+        char name[64];
+        std::snprintf(name, sizeof name, "%s-%05zu.bin", prefix_.c_str(), done_.size());
+        current_.emplace((dir_ / name).string(), vocab_size_, special_);
+      }
+      const size_t k =
+          static_cast<size_t>(std::min<uint64_t>(n, shard_tokens_ - current_->n_tokens()));
+      current_->append(tokens, k);
+      tokens += k;
+      n -= k;
+      total_ += k;
+      if (current_->n_tokens() == shard_tokens_) commit();
+    }
+  }
+
+  void finish() {
+    if (current_) commit();
+  }
+
+  // Best effort, for a failed run: the shards it committed describe a corpus it never
+  // finished. (An uncommitted writer removes its own temporary file.)
+  void remove_committed() noexcept {
+    for (const ShardEntry& s : done_) {
+      std::error_code ec;
+      fs::remove(s.path, ec);
+    }
+  }
+
+  uint64_t total() const { return total_; }
+  const std::vector<ShardEntry>& shards() const { return done_; }
+
+ private:
+  void commit() {
+    current_->finish();
+    done_.push_back({current_->path(), current_->n_tokens()});
+    current_.reset();
+  }
+
+  fs::path dir_;
+  std::string prefix_;
+  uint64_t shard_tokens_;
+  uint32_t vocab_size_;
+  SpecialTokens special_;
+  std::optional<ShardWriter> current_;
+  std::vector<ShardEntry> done_;
+  uint64_t total_ = 0;
+};
+
+// A chunk of consecutive documents, encoded by one worker.
+struct EncodeJob {
+  std::vector<std::string> docs;
+  std::vector<std::vector<int32_t>> tokens;  // tokens[i] encodes docs[i]
+  uint64_t bytes_end = 0;                    // reader position after the chunk (progress)
+  std::exception_ptr error;
+  bool done = false;
+};
+
+// Worker threads that encode jobs in any order; the caller collects them in submission order,
+// which is what keeps the output independent of the thread count.
+class EncodePool {
+ public:
+  EncodePool(const Tokenizer& tokenizer, int threads) : tokenizer_(tokenizer) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
+  }
+
+  ~EncodePool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void submit(std::shared_ptr<EncodeJob> job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(job));
+    }
+    work_cv_.notify_one();
+  }
+
+  // Blocks until `job` is encoded; rethrows what its worker caught.
+  void wait(EncodeJob& job) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return job.done; });
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::shared_ptr<EncodeJob> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      try {
+        job->tokens.resize(job->docs.size());
+        // SentencePieceProcessor::Encode is const and safe to call from several threads.
+        for (size_t i = 0; i < job->docs.size(); ++i)
+          job->tokens[i] = tokenizer_.encode(job->docs[i]);
+        std::vector<std::string>().swap(job->docs);
+      } catch (...) {
+        job->error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        job->done = true;
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  const Tokenizer& tokenizer_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<std::shared_ptr<EncodeJob>> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Removes a file when it goes out of scope (the tokenizer's training text).
+struct TempFile {
+  fs::path path;
+  ~TempFile() {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+};
+
+// Writes one document's lines as SentencePiece training sentences (one per line, blank ones
+// skipped, long ones cut). Returns the number of lines written.
+uint64_t write_training_lines(std::string_view doc, std::ostream& out, uint64_t& bytes) {
+  uint64_t lines = 0;
+  while (!doc.empty()) {
+    const size_t nl = doc.find('\n');
+    std::string_view line = doc.substr(0, nl);
+    doc.remove_prefix(nl == std::string_view::npos ? doc.size() : nl + 1);
+    while (!is_blank(line)) {
+      size_t cut = line.size();
+      if (cut > kMaxTrainLine) {
+        cut = line.rfind(' ', kMaxTrainLine);
+        if (cut == std::string_view::npos || cut < kMaxTrainLine / 2) {
+          cut = kMaxTrainLine;  // no space nearby: cut before a UTF-8 lead byte
+          while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+        }
+      }
+      const std::string_view piece = line.substr(0, cut);
+      line.remove_prefix(cut);
+      if (is_blank(piece)) continue;
+      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+      out.put('\n');
+      bytes += piece.size() + 1;
+      ++lines;
+    }
+  }
+  return lines;
+}
+
+void say(const PrepareOptions& o, const std::string& message) {
+  if (o.on_message) o.on_message(message);
+}
+
+// Pass 1: the training documents (a deterministic sample of them when the corpus is larger
+// than tokenizer_sample_bytes) written as one sentence per line, then SentencePiece BPE.
+void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& files,
+                     const fs::path& dir) {
+  TempFile text{dir / ".tokenizer-train.txt"};
+  const uint64_t max_lines = static_cast<uint64_t>(TokenizerTrainOptions{}.max_sentences);
+  uint64_t total = 0;
+  for (const CorpusFile& f : files) total += f.bytes;
+  const double rate =
+      total <= o.tokenizer_sample_bytes ? 1.0 : double(o.tokenizer_sample_bytes) / total;
+  uint64_t lines = 0, bytes = 0;
+  {
+    std::ofstream out(text.path, std::ios::binary | std::ios::trunc);
+    if (!out) fail("cannot create '", text.path.string(), "'");
+    auto emit = [&](std::string&& doc, bool val, uint64_t ordinal) {
+      if (val || (rate < 1.0 && uniform01(o.seed, kStreamTokSample, ordinal) >= rate)) return;
+      lines += write_training_lines(doc, out, bytes);
+    };
+    SplitDecider<std::string, decltype(emit)> split(o.seed, o.val_fraction, emit);
+    DocumentReader reader(files);
+    std::string doc;
+    bool capped = false;
+    while (reader.next(doc)) {
+      split.push(std::move(doc));
+      // Staying under SentencePiece's own sentence limit means it never samples (with an
+      // unseeded shuffle) on its side: the tokenizer is a pure function of the corpus.
+      if (lines >= max_lines || bytes >= o.tokenizer_sample_bytes) {
+        capped = true;
+        break;
+      }
+    }
+    if (!capped) split.finish();
+    out.close();
+    if (!out) fail("cannot write '", text.path.string(), "'");
+    if (split.n_train() + split.n_val() == 0)
+      fail("the inputs hold no documents (only blank lines or empty texts)");
+  }
+  if (lines == 0)
+    fail("no training text for the tokenizer: no document of the train split was sampled");
+  say(o, str_cat("training a BPE tokenizer (vocab ", o.vocab_size, ") on ", human_bytes(bytes),
+                 " of training text (", lines, " lines)"));
+
+  TokenizerTrainOptions t;
+  t.input_files = {text.path.string()};
+  t.model_prefix = (dir / ".tokenizer-tmp").string();
+  t.vocab_size = o.vocab_size;
+  t.max_sentences = static_cast<int64_t>(std::max(max_lines, lines));
+  t.num_threads = kTokenizerTrainThreads;
+  Tokenizer::train(t);
+  // SentencePiece writes its files in place; renaming them keeps a half-written model from
+  // ever sitting at tokenizer.model.
+  fs::rename(t.model_prefix + ".model", dir / "tokenizer.model");
+  fs::rename(t.model_prefix + ".vocab", dir / "tokenizer.vocab");
+}
+
+// Copies an existing model (and its .vocab, when there is one) into the output directory.
+void copy_tokenizer(const std::string& source, const fs::path& dir) {
+  const fs::path target = dir / "tokenizer.model";
+  std::error_code ec;
+  if (!fs::equivalent(source, target, ec))
+    fs::copy_file(source, target, fs::copy_options::overwrite_existing);
+  const fs::path vocab = fs::path(source).replace_extension(".vocab");
+  const fs::path vocab_target = dir / "tokenizer.vocab";
+  if (fs::is_regular_file(vocab, ec)) {
+    if (!fs::equivalent(vocab, vocab_target, ec))
+      fs::copy_file(vocab, vocab_target, fs::copy_options::overwrite_existing);
+  } else {
+    fs::remove(vocab_target, ec);  // it would describe another model
+  }
+}
+
+// Shard files (and their temporary files) of an earlier run in `dir`.
+std::vector<fs::path> existing_shards(const fs::path& dir) {
+  static const std::regex pattern(R"((train|val)-[0-9]{5,}\.bin(\.tmp)?)");
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (std::regex_match(it->path().filename().string(), pattern)) found.push_back(it->path());
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+void write_file_atomically(const fs::path& path, const std::string& data) {
+  const std::string tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create '", tmp, "': ", std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      fail("cannot write '", tmp, "': ", std::strerror(err));
+    }
+    off += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot write '", tmp, "': ", std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot rename '", tmp, "' to '", path.string(), "': ", std::strerror(err));
+  }
+  // The rename is durable only once the directory entry is on disk.
+  const std::string parent = path.parent_path().empty() ? "." : path.parent_path().string();
+  const int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+nlohmann::ordered_json shard_list(const std::vector<ShardEntry>& shards) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const ShardEntry& s : shards)
+    list.push_back({{"file", fs::path(s.path).filename().string()}, {"tokens", s.n_tokens}});
+  return list;
+}
+
+// The manifest holds no timings or thread counts: the output directory is reproducible bit
+// for bit.
+std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
+                          const std::vector<CorpusFile>& files) {
+  nlohmann::ordered_json j;
+  j["format"] = "meap-prepare";
+  j["version"] = 1;
+  j["inputs"] = o.inputs;
+  j["input_files"] = nlohmann::ordered_json::array();
+  for (const CorpusFile& f : files)
+    j["input_files"].push_back({{"path", f.path},
+                                {"format", f.format == CorpusFormat::jsonl ? "jsonl" : "text"},
+                                {"bytes", f.bytes}});
+  nlohmann::ordered_json tok;
+  tok["model"] = "tokenizer.model";
+  tok["trained"] = s.tokenizer_trained;
+  if (s.tokenizer_trained)
+    tok["sample_bytes"] = o.tokenizer_sample_bytes;
+  else
+    tok["source"] = o.tokenizer;
+  tok["vocab_size"] = s.vocab_size;
+  tok["bos"] = s.special.bos;
+  tok["eos"] = s.special.eos;
+  tok["pad"] = s.special.pad;
+  tok["mask"] = s.special.mask;
+  j["tokenizer"] = tok;
+  j["seed"] = o.seed;
+  j["val_fraction"] = o.val_fraction;
+  j["shard_tokens"] = o.shard_tokens;
+  j["documents"] = {{"train", s.train_documents},
+                    {"val", s.val_documents},
+                    {"empty_dropped", s.empty_documents}};
+  j["tokens"] = {{"train", s.train_tokens}, {"val", s.val_tokens}};
+  j["shards"] = {{"train", shard_list(s.train_shards)}, {"val", shard_list(s.val_shards)}};
+  return j.dump(2) + "\n";
+}
+
+void validate(const PrepareOptions& o) {
+  if (o.out_dir.empty()) fail("no output directory given (--out DIR)");
+  if (o.inputs.empty()) fail("no input files or directories given");
+  if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0))
+    fail("val_fraction must be in [0, 1), got ", o.val_fraction);
+  if (o.shard_tokens == 0) fail("shard_tokens must be at least 1");
+  if (o.chunk_bytes == 0) fail("chunk_bytes must be at least 1");
+  if (o.threads < 0) fail("threads must be at least 1 (0 = hardware concurrency), got ", o.threads);
+  if (o.tokenizer.empty()) {
+    if (o.vocab_size < 16) fail("vocab_size must be at least 16, got ", o.vocab_size);
+    if (o.tokenizer_sample_bytes == 0) fail("tokenizer_sample_bytes must be at least 1");
+  } else if (!fs::is_regular_file(o.tokenizer)) {
+    fail("tokenizer '", o.tokenizer, "' is not a file");
+  }
+}
+
+}  // namespace
+
+bool hashes_to_val(uint64_t seed, uint64_t ordinal, double val_fraction) {
+  return uniform01(seed, kStreamValSplit, ordinal) < val_fraction;
+}
+
+namespace {
+
+PrepareSummary run_prepare(const PrepareOptions& o) {
+  const Clock::time_point t_start = Clock::now();
+  if (o.out_dir.empty()) fail("no output directory given (--out DIR)");
+  const fs::path dir = o.out_dir;
+  const fs::path manifest = dir / "prepare.json";
+  std::error_code ec;
+  if (fs::exists(manifest, ec) && !o.force)
+    fail("'", manifest.string(), "' exists: '", o.out_dir, "' holds the output of an earlier "
+         "`meap prepare`; pass --force to replace it, or choose another --out");
+  validate(o);
+  const std::vector<fs::path> stale = existing_shards(dir);
+  if (!stale.empty() && !o.force)
+    fail("'", o.out_dir, "' holds shards of an earlier run that did not finish (",
+         stale.front().filename().string(), (stale.size() > 1 ? ", ..." : ""),
+         ", no prepare.json); pass --force to replace them, or choose another --out");
+
+  const std::vector<CorpusFile> files = list_corpus_files(o.inputs, {o.out_dir});
+  PrepareSummary s;
+  for (const CorpusFile& f : files) {
+    s.input_files.push_back(f.path);
+    s.input_bytes += f.bytes;
+  }
+  // A bad model is refused before the output directory is touched.
+  if (!o.tokenizer.empty()) (void)Tokenizer::load(o.tokenizer);
+
+  fs::create_directories(dir);
+  if (o.force) {  // the manifest first: it must never describe shards that are gone
+    fs::remove(manifest);
+    for (const fs::path& p : stale) fs::remove(p);
+  }
+  s.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  say(o, str_cat(files.size(), " input file", files.size() == 1 ? "" : "s", ", ",
+                 human_bytes(static_cast<double>(s.input_bytes))));
+
+  // ---- tokenizer
+  const Clock::time_point t_tok = Clock::now();
+  if (o.tokenizer.empty()) {
+    train_tokenizer(o, files, dir);
+    s.tokenizer_trained = true;
+  } else {
+    copy_tokenizer(o.tokenizer, dir);
+  }
+  s.tokenizer_path = (dir / "tokenizer.model").string();
+  const Tokenizer tokenizer = Tokenizer::load(s.tokenizer_path);
+  s.seconds_tokenizer = seconds_since(t_tok);
+  s.vocab_size = tokenizer.vocab_size();
+  s.special = {tokenizer.bos_id(), tokenizer.eos_id(), tokenizer.pad_id(), tokenizer.mask_id()};
+  char took[32];
+  std::snprintf(took, sizeof took, "%.1f s", s.seconds_tokenizer);
+  say(o, str_cat("tokenizer ", s.tokenizer_path, " (", s.tokenizer_trained ? "trained" : "copied",
+                 " in ", took, "): vocab ", s.vocab_size, ", bos ", s.special.bos, ", eos ",
+                 s.special.eos, ", pad ", s.special.pad, ", [MASK] ", s.special.mask));
+
+  // ---- encoding: documents read here, encoded by the pool, written here in corpus order
+  const uint32_t vocab = static_cast<uint32_t>(s.vocab_size);
+  ShardSeries train(dir, "train", o.shard_tokens, vocab, s.special);
+  ShardSeries val(dir, "val", o.shard_tokens, vocab, s.special);
+  const int32_t eos = s.special.eos;
+  auto emit = [&](std::vector<int32_t>&& tokens, bool is_val, uint64_t) {
+    ShardSeries& out = is_val ? val : train;
+    out.append(tokens.data(), tokens.size());
+    out.append(&eos, 1);
+  };
+  try {
+    say(o, str_cat("encoding with ", s.threads, " thread", s.threads == 1 ? "" : "s"));
+    const Clock::time_point t_enc = Clock::now();
+    SplitDecider<std::vector<int32_t>, decltype(emit)> split(o.seed, o.val_fraction, emit);
+    DocumentReader reader(files);
+    {
+      EncodePool pool(tokenizer, s.threads);
+      // Enough chunks in flight to keep every worker busy while the head one is written.
+      const size_t window = 2 * static_cast<size_t>(s.threads) + 1;
+      // Smaller jobs for a small corpus, so that every thread gets some (at least 64 KiB
+      // each, so the queue stays cheap).
+      const size_t chunk_bytes = std::min<size_t>(
+          o.chunk_bytes,
+          std::max<uint64_t>(reader.total_bytes() / (8 * static_cast<uint64_t>(s.threads)),
+                             size_t{64} << 10));
+      std::deque<std::shared_ptr<EncodeJob>> in_flight;
+      bool more = true;
+      uint64_t documents = 0, encoded = 0;
+      while (more || !in_flight.empty()) {
+        while (more && in_flight.size() < window) {
+          auto job = std::make_shared<EncodeJob>();
+          size_t bytes = 0;
+          std::string doc;
+          while (bytes < chunk_bytes && (more = reader.next(doc))) {
+            bytes += doc.size();
+            job->docs.push_back(std::move(doc));
+          }
+          if (job->docs.empty()) break;
+          job->bytes_end = reader.bytes_read();
+          pool.submit(job);
+          in_flight.push_back(std::move(job));
+        }
+        if (in_flight.empty()) break;
+        const std::shared_ptr<EncodeJob> job = std::move(in_flight.front());
+        in_flight.pop_front();
+        pool.wait(*job);
+        for (std::vector<int32_t>& t : job->tokens) {
+          encoded += t.size() + 1;  // counted here: the last document is written only at the end
+          split.push(std::move(t));
+        }
+        documents += job->tokens.size();
+        if (o.on_progress)
+          o.on_progress(
+              {job->bytes_end, reader.total_bytes(), documents, encoded, seconds_since(t_enc)});
+      }
+    }
+    split.finish();
+    train.finish();
+    val.finish();
+    s.seconds_encode = seconds_since(t_enc);
+    s.empty_documents = reader.dropped_empty();
+    s.train_documents = split.n_train();
+    s.val_documents = split.n_val();
+    if (s.train_documents + s.val_documents == 0)
+      fail("the inputs hold no documents (only blank lines or empty texts)");
+    if (s.train_documents == 0)
+      fail("all ", s.val_documents, " documents fell into the val split; lower --val-fraction");
+    if (s.val_documents == 0)
+      say(o, o.val_fraction > 0 ? "only one document: the val split is empty"
+                                : "val_fraction is 0: the val split is empty");
+    s.train_tokens = train.total();
+    s.val_tokens = val.total();
+    s.train_shards = train.shards();
+    s.val_shards = val.shards();
+    s.manifest_path = manifest.string();
+    write_file_atomically(manifest, manifest_json(o, s, files));
+  } catch (...) {
+    train.remove_committed();
+    val.remove_committed();
+    throw;
+  }
+  s.seconds_total = seconds_since(t_start);
+  return s;
+}
+
+}  // namespace
+
+PrepareSummary prepare_corpus(const PrepareOptions& options) {
+  try {
+    return run_prepare(options);
+  } catch (const fs::filesystem_error& e) {
+    // Permissions, a full disk, a file where a directory should be: the user's to fix.
+    fail(e.what());
+  }
+}
+
+}  // namespace meap
