@@ -16,6 +16,12 @@
 
 namespace meap {
 
+// Hyper-parameters of one AdamW update.
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;  // 1-based, for the bias corrections
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -92,6 +98,18 @@ class Backend {
   virtual void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits,
                                               const Tensor& logits, const Tensor& targets,
                                               const Tensor& weights, double grad_scale) = 0;
+
+  // ---- optimizer -----------------------------------------------------------------
+  // Sum of squares of every element, accumulated in double in a fixed order (for the
+  // global gradient norm; deterministic).
+  virtual double sum_squares(const Tensor& t) = 0;
+  // t *= factor (gradient clipping).
+  virtual void scale(const Tensor& t, double factor) = 0;
+  // One AdamW update of param from grad, with first/second moments m, v (all the same
+  // shape and dtype). lr already includes the schedule; weight decay is decoupled:
+  // param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param). step is 1-based.
+  virtual void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m,
+                            const Tensor& v, const AdamWStep& hp) = 0;
 };
 
 // "cpu", "cuda" or "auto" (cuda when compiled in and a GPU is present, else cpu).

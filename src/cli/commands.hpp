@@ -11,5 +11,6 @@ using Args = std::vector<std::string>;
 
 int inspect_command(const Args& args);
 int prepare_command(const Args& args);
+int train_command(const Args& args);
 
 }  // namespace meap::cli

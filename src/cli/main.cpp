@@ -17,6 +17,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"prepare", meap::cli::prepare_command,
      "--out DIR [options] INPUT...  text corpus -> tokenizer + train/val token shards"},
+    {"train", meap::cli::train_command,
+     "CONFIG.yaml [key=value ...] [--resume]  pre-train with MEAP (or NTP: mask_ratio=0)"},
     {"inspect", meap::cli::inspect_command,
      "CONFIG.yaml [key=value ...]  parameters, FLOPs per token and memory per device"},
 };

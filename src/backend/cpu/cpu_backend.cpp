@@ -217,4 +217,34 @@ void CpuBackend::cross_entropy_forward_backward(const Tensor& losses, const Tens
   });
 }
 
+double CpuBackend::sum_squares(const Tensor& t) {
+  require_same_float_type({&t});
+  double result = 0;
+  dispatch(t.dtype, [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    result = cpu::sum_squares(t.as<T>(), t.numel());
+  });
+  return result;
+}
+
+void CpuBackend::scale(const Tensor& t, double factor) {
+  require_same_float_type({&t});
+  dispatch(t.dtype, [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    cpu::scale(t.as<T>(), t.numel(), factor);
+  });
+}
+
+void CpuBackend::adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m,
+                              const Tensor& v, const AdamWStep& hp) {
+  require_same_float_type({&param, &grad, &m, &v});
+  const int64_t n = param.numel();
+  MEAP_CHECK(grad.numel() == n && m.numel() == n && v.numel() == n, "adamw shapes");
+  dispatch(param.dtype, [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, hp.lr, hp.beta1,
+                      hp.beta2, hp.eps, hp.weight_decay, hp.step);
+  });
+}
+
 }  // namespace meap

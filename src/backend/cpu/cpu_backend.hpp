@@ -45,6 +45,11 @@ class CpuBackend final : public Backend {
                                       const Tensor& logits, const Tensor& targets,
                                       const Tensor& weights, double grad_scale) override;
 
+  double sum_squares(const Tensor& t) override;
+  void scale(const Tensor& t, double factor) override;
+  void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                    const AdamWStep& hp) override;
+
  private:
   void rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
             bool inverse);

@@ -51,4 +51,12 @@ void cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits,
                                     const int32_t* targets, const float* weights, int64_t n,
                                     int64_t v, double grad_scale);
 
+template <class T>
+double sum_squares(const T* x, int64_t n);
+template <class T>
+void scale(T* x, int64_t n, double factor);
+template <class T>
+void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int64_t step);
+
 }  // namespace meap::cpu

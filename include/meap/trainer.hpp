@@ -1,0 +1,30 @@
+// Trainer: the `meap train` loop -- gradient accumulation over the global batch, AdamW
+// with warmup + cosine, clipping, validation, metrics, checkpoints, exact resume, and a
+// clean stop on request (SIGTERM / SIGINT) or a clear error on a NaN.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "meap/config.hpp"
+
+namespace meap {
+
+struct TrainerOptions {
+  bool resume = false;                    // continue from the run's latest checkpoint
+  std::function<bool()> stop_requested;   // polled after every step (signal handlers)
+  bool quiet = false;                     // no console lines (tests)
+};
+
+struct TrainResult {
+  int64_t start_step = 0;  // the step training started after (0, or the resumed one)
+  int64_t final_step = 0;
+  double last_train_loss = 0;
+  double last_val_loss = -1;  // -1 when no validation ran
+  std::string checkpoint;     // the last one written
+  bool interrupted = false;   // stopped on request before max_steps
+};
+
+TrainResult train(const Config& config, const TrainerOptions& options);
+
+}  // namespace meap

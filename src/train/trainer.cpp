@@ -1,0 +1,245 @@
+// The training loop. One rank for now; the [dist] issue adds the all-reduce between
+// backward and the optimizer step, where marked.
+#include "meap/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "meap/arena.hpp"
+#include "meap/checkpoint.hpp"
+#include "meap/llama.hpp"
+#include "meap/lr_schedule.hpp"
+#include "meap/token_streamer.hpp"
+#include "meap/tokenizer.hpp"
+
+namespace fs = std::filesystem;
+
+namespace meap {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string format_duration(double seconds) {
+  const long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
+void check_vocab(const char* what, const std::string& where, int64_t found, int64_t model) {
+  if (found != model)
+    fail(what, " '", where, "' has a vocabulary of ", found, " but model.vocab_size is ", model,
+         "; they must agree (set model.vocab_size=", found, " or re-run `meap prepare`)");
+}
+
+// The streamer's view of the config; `train` selects training or validation behaviour.
+StreamerConfig streamer_config(const Config& cfg, bool train) {
+  StreamerConfig s;
+  s.pattern = train ? cfg.data.train : cfg.data.val;
+  s.seq_len = cfg.data.seq_len;
+  s.global_batch_size = train ? cfg.train.global_batch_size : cfg.train.micro_batch_size;
+  s.seed = cfg.run.seed;
+  s.shuffle = train;
+  s.mask_ratio = train ? cfg.data.meap.mask_ratio : 0.0;  // validation reads clean inputs
+  s.keep_special_unmasked = cfg.data.meap.keep_special_unmasked;
+  s.prefetch = train ? 2 : 0;
+  return s;
+}
+
+// Weighted mean validation loss over up to eval.steps micro-batches from the start of the
+// validation stream (the same batches every time, so the numbers compare across steps).
+double evaluate(Llama& model, TokenStreamer& val, const Config& cfg) {
+  val.restore({});
+  const uint64_t batches = std::min<uint64_t>(cfg.eval.steps, val.batches_per_epoch());
+  double loss_sum = 0, weight_sum = 0;
+  for (uint64_t i = 0; i < batches; ++i) {
+    const TokenBatch& b = val.next();
+    double w = 0;
+    for (float x : b.weights) w += x;
+    loss_sum += w * model.forward(b.inputs.data(), b.targets.data(), b.weights.data(),
+                                  b.batch_size, b.seq_len);
+    weight_sum += w;
+  }
+  return weight_sum > 0 ? loss_sum / weight_sum : 0.0;
+}
+
+template <class... Args>
+void say(bool quiet, fmt::format_string<Args...> format, Args&&... args) {
+  if (!quiet) spdlog::info(format, std::forward<Args>(args)...);
+}
+
+}  // namespace
+
+TrainResult train(const Config& cfg, const TrainerOptions& opt) {
+  validate_config(cfg, 1);
+  if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
+  if (cfg.data.tokenizer.empty()) fail("data.tokenizer is empty: give the tokenizer model");
+
+  const Tokenizer tokenizer = Tokenizer::load(cfg.data.tokenizer);
+  check_vocab("data.tokenizer", cfg.data.tokenizer, tokenizer.vocab_size(), cfg.model.vocab_size);
+  TokenStreamer train_stream(streamer_config(cfg, true));
+  check_vocab("data.train", cfg.data.train, train_stream.shard_info().vocab_size,
+              cfg.model.vocab_size);
+  if (train_stream.shard_info().special.mask != tokenizer.mask_id())
+    fail("data.train's shards use [MASK] id ", train_stream.shard_info().special.mask,
+         " but data.tokenizer's is ", tokenizer.mask_id(),
+         ": the shards were made with another tokenizer");
+  std::unique_ptr<TokenStreamer> val_stream;
+  if (!cfg.data.val.empty()) {
+    val_stream = std::make_unique<TokenStreamer>(streamer_config(cfg, false));
+    check_vocab("data.val", cfg.data.val, val_stream->shard_info().vocab_size,
+                cfg.model.vocab_size);
+  }
+
+  auto backend = make_backend(cfg.train.device);
+  const int64_t micro = cfg.train.micro_batch_size, T = cfg.data.seq_len;
+  Llama model(cfg.model, *backend, micro, T);
+  const int64_t n_flat = model.flat_parameters().numel();
+  Arena moments(*backend, 2 * arena_aligned(n_flat * dtype_size(model.dtype())));
+  const Tensor m = moments.take(model.dtype(), {n_flat});
+  const Tensor v = moments.take(model.dtype(), {n_flat});
+
+  const fs::path run_dir = cfg.run.out_dir;
+  fs::create_directories(run_dir);
+  const std::string config_yaml = config_to_yaml(cfg);
+  std::ofstream(run_dir / "config.yaml") << config_yaml;
+
+  TrainResult result;
+  uint64_t tokens_seen = 0;
+  const auto existing = latest_checkpoint(run_dir.string());
+  if (existing && !opt.resume)
+    fail(run_dir.string(), " already holds checkpoints (latest ", *existing,
+         "); pass --resume to continue that run, or choose another run.out_dir");
+  if (opt.resume && existing) {
+    const CheckpointManifest man = read_checkpoint_manifest(*existing);
+    const Config saved = parse_config(man.config_yaml, {}, *existing + "/manifest.json");
+    if (config_to_yaml(Config{.model = saved.model}) != config_to_yaml(Config{.model = cfg.model}))
+      fail("the checkpoint ", *existing, " is of another model shape than this config's model "
+           "section; resume with the config it was written with");
+    load_checkpoint_tensors(*existing, model, m, v);
+    train_stream.restore(man.streamer);
+    result.start_step = man.step;
+    tokens_seen = man.tokens_seen;
+    result.checkpoint = *existing;
+    say(opt.quiet, "resumed from {} (step {}, {} tokens seen)", *existing, man.step, tokens_seen);
+  } else {
+    if (opt.resume) say(opt.quiet, "no checkpoint in {}: starting from scratch", run_dir.string());
+    model.init_weights(cfg.run.seed);
+    backend->fill_zero(m);
+    backend->fill_zero(v);
+  }
+  say(opt.quiet, "model: {} parameters; {} tokens per step; {} batches per epoch; device {}",
+      model.num_parameters(), cfg.train.global_batch_size * T, train_stream.batches_per_epoch(),
+      backend->name());
+
+  std::ofstream metrics(run_dir / "metrics.jsonl", std::ios::app);
+  const auto write_metrics = [&](const nlohmann::json& j) {
+    metrics << j.dump() << "\n";
+    metrics.flush();
+  };
+
+  const auto start = Clock::now();
+  auto last_log = start;
+  uint64_t tokens_since_log = 0;
+  const int64_t accumulation = cfg.train.global_batch_size / micro;
+  result.final_step = result.start_step;
+
+  for (int64_t step = result.start_step + 1; step <= cfg.train.max_steps; ++step) {
+    const TokenBatch& batch = train_stream.next();
+    double batch_weight = 0;  // [dist]: all-reduce over ranks
+    for (float w : batch.weights) batch_weight += w;
+
+    model.zero_grad();
+    double loss_sum = 0;
+    for (int64_t k = 0; k < accumulation; ++k) {
+      const int64_t off = k * micro * T;
+      double w = 0;
+      for (int64_t i = 0; i < micro * T; ++i) w += batch.weights[off + i];
+      loss_sum += w * model.forward(batch.inputs.data() + off, batch.targets.data() + off,
+                                    batch.weights.data() + off, micro, T,
+                                    batch_weight > 0 ? 1.0 / batch_weight : 0.0);
+      model.backward();
+    }
+    // [dist]: all-reduce the gradients and loss_sum here.
+    const double loss = batch_weight > 0 ? loss_sum / batch_weight : 0.0;
+    const double grad_norm = std::sqrt(backend->sum_squares(model.flat_gradients()));
+    if (!std::isfinite(loss) || !std::isfinite(grad_norm))
+      fail("step ", step, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
+           std::isfinite(loss) ? grad_norm : loss, "; training stopped without updating the "
+           "weights. The last good checkpoint is ",
+           result.checkpoint.empty() ? std::string("(none yet)") : result.checkpoint,
+           ". Try a lower optim.lr or a grad_clip.");
+    if (cfg.optim.grad_clip > 0 && grad_norm > cfg.optim.grad_clip)
+      backend->scale(model.flat_gradients(), cfg.optim.grad_clip / grad_norm);
+
+    const double lr = learning_rate(step, cfg.optim.lr, cfg.optim.min_lr,
+                                    cfg.optim.warmup_steps, cfg.train.max_steps);
+    AdamWStep hp{lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, 0.0, step};
+    for (const NamedParameter& p : model.parameters()) {
+      hp.weight_decay = p.weight_decay ? cfg.optim.weight_decay : 0.0;
+      Tensor pm = p.value, pv = p.value;
+      pm.data = static_cast<char*>(m.data) + p.offset * dtype_size(m.dtype);
+      pv.data = static_cast<char*>(v.data) + p.offset * dtype_size(v.dtype);
+      backend->adamw_update(p.value, p.grad, pm, pv, hp);
+    }
+    const uint64_t step_tokens = cfg.train.global_batch_size * T;
+    tokens_seen += step_tokens;
+    tokens_since_log += step_tokens;
+    result.final_step = step;
+    result.last_train_loss = loss;
+
+    const bool last = step == cfg.train.max_steps;
+    const bool stopping = opt.stop_requested && opt.stop_requested();
+    if (step % cfg.log.interval == 0 || step == result.start_step + 1 || last || stopping) {
+      const auto now = Clock::now();
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double interval = std::chrono::duration<double>(now - last_log).count();
+      const double tok_s = interval > 0 ? tokens_since_log / interval : 0.0;
+      const double eta = elapsed / (step - result.start_step) * (cfg.train.max_steps - step);
+      say(opt.quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | "
+          "elapsed {} | ETA {}",
+          step, cfg.train.max_steps, loss, lr, grad_norm, tok_s, format_duration(elapsed),
+          format_duration(eta));
+      write_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                     {"tokens_per_s", tok_s}, {"tokens_seen", tokens_seen},
+                     {"elapsed_s", elapsed}});
+      last_log = now;
+      tokens_since_log = 0;
+    }
+    if (val_stream && (step % cfg.eval.interval == 0 || last)) {
+      result.last_val_loss = evaluate(model, *val_stream, cfg);
+      say(opt.quiet, "step {:>6} | val loss {:.4f}", step, result.last_val_loss);
+      write_metrics({{"step", step}, {"val_loss", result.last_val_loss}});
+    }
+    if (step % cfg.checkpoint.interval == 0 || last || stopping) {
+      CheckpointManifest man;
+      man.step = step;
+      man.tokens_seen = tokens_seen;
+      man.streamer = train_stream.state();
+      man.seed = cfg.run.seed;
+      man.train_loss = loss;
+      man.config_yaml = config_yaml;
+      result.checkpoint = save_checkpoint(run_dir.string(), man, {&model, m, v},
+                                          cfg.data.tokenizer,
+                                          static_cast<int>(cfg.checkpoint.keep_last));
+      say(opt.quiet, "step {:>6} | checkpoint {}", step, result.checkpoint);
+    }
+    if (stopping && !last) {
+      result.interrupted = true;
+      say(opt.quiet, "stopped on request after step {}; resume with --resume", step);
+      break;
+    }
+  }
+  return result;
+}
+
+}  // namespace meap
