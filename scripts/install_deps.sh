@@ -10,7 +10,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
   libopenmpi-dev openmpi-bin libopenblas-dev
   libsentencepiece-dev sentencepiece
-  python3 python3-venv python3-pip python3-numpy python3-torch
+  python3 python3-venv python3-pip python3-numpy python3-torch python3-matplotlib
   bible-kjv bible-kjv-text fortunes-min
 )
 missing=()

@@ -54,6 +54,9 @@ struct PrepareSummary {
   uint64_t train_documents = 0, val_documents = 0;
   uint64_t empty_documents = 0;  // dropped: whitespace only
   uint64_t train_tokens = 0, val_tokens = 0;  // EOS included
+  // Entropy (nats per token) of the train split's unigram distribution: the loss of a
+  // model that knows token frequencies and nothing else -- the baseline to beat.
+  double train_unigram_entropy = 0;
   std::vector<ShardEntry> train_shards, val_shards;
   std::string manifest_path;  // out_dir/prepare.json
   int threads = 0;

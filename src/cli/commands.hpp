@@ -9,6 +9,7 @@ namespace meap::cli {
 
 using Args = std::vector<std::string>;
 
+int generate_command(const Args& args);
 int inspect_command(const Args& args);
 int prepare_command(const Args& args);
 int train_command(const Args& args);

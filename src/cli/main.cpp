@@ -19,6 +19,8 @@ constexpr Command kCommands[] = {
      "--out DIR [options] INPUT...  text corpus -> tokenizer + train/val token shards"},
     {"train", meap::cli::train_command,
      "CONFIG.yaml [key=value ...] [--resume]  pre-train with MEAP (or NTP: mask_ratio=0)"},
+    {"generate", meap::cli::generate_command,
+     "CHECKPOINT_DIR --prompt TEXT [options]  sample a continuation from a trained model"},
     {"inspect", meap::cli::inspect_command,
      "CONFIG.yaml [key=value ...]  parameters, FLOPs per token and memory per device"},
 };

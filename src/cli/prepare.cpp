@@ -245,6 +245,8 @@ int prepare_command(const Args& args) {
     std::printf(" (%lu empty dropped)", static_cast<unsigned long>(s.empty_documents));
   std::printf("\ntokens     train %lu, val %lu (EOS included)\n",
               static_cast<unsigned long>(s.train_tokens), static_cast<unsigned long>(s.val_tokens));
+  std::printf("baseline   unigram entropy of the train tokens: %.4f nats/token\n",
+              s.train_unigram_entropy);
   std::printf("shards     train %s, val %s\n", shard_names(s.train_shards).c_str(),
               shard_names(s.val_shards).c_str());
   std::printf("elapsed    %.2f s (tokenizer %.2f s, encoding %.2f s on %d thread%s)\n",

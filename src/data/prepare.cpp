@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -455,6 +456,7 @@ std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
                     {"val", s.val_documents},
                     {"empty_dropped", s.empty_documents}};
   j["tokens"] = {{"train", s.train_tokens}, {"val", s.val_tokens}};
+  j["train_unigram_entropy_nats"] = s.train_unigram_entropy;
   j["shards"] = {{"train", shard_list(s.train_shards)}, {"val", shard_list(s.val_shards)}};
   return j.dump(2) + "\n";
 }
@@ -541,10 +543,15 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
   ShardSeries train(dir, "train", o.shard_tokens, vocab, s.special);
   ShardSeries val(dir, "val", o.shard_tokens, vocab, s.special);
   const int32_t eos = s.special.eos;
+  std::vector<uint64_t> train_counts(vocab, 0);  // for the unigram-entropy baseline
   auto emit = [&](std::vector<int32_t>&& tokens, bool is_val, uint64_t) {
     ShardSeries& out = is_val ? val : train;
     out.append(tokens.data(), tokens.size());
     out.append(&eos, 1);
+    if (!is_val) {
+      for (int32_t t : tokens) ++train_counts[t];
+      ++train_counts[eos];
+    }
   };
   try {
     say(o, str_cat("encoding with ", s.threads, " thread", s.threads == 1 ? "" : "s"));
@@ -608,6 +615,11 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
                                 : "val_fraction is 0: the val split is empty");
     s.train_tokens = train.total();
     s.val_tokens = val.total();
+    for (uint64_t c : train_counts)
+      if (c > 0) {
+        const double p = static_cast<double>(c) / static_cast<double>(s.train_tokens);
+        s.train_unigram_entropy -= p * std::log(p);
+      }
     s.train_shards = train.shards();
     s.val_shards = val.shards();
     s.manifest_path = manifest.string();

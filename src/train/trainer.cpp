@@ -239,6 +239,13 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       break;
     }
   }
+  if (result.final_step == result.start_step && result.start_step > 0) {
+    // Resumed a finished run: report where it stands rather than nothing.
+    say(opt.quiet, "the run already reached train.max_steps = {}; nothing to train",
+        cfg.train.max_steps);
+    result.last_train_loss = read_checkpoint_manifest(result.checkpoint).train_loss;
+    if (val_stream) result.last_val_loss = evaluate(model, *val_stream, cfg);
+  }
   return result;
 }
 

@@ -2,6 +2,7 @@
 // `meap prepare`, and every validation document decodes back to exactly its text.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -28,6 +29,8 @@ TEST_CASE("default corpus: prepare finishes and the tokenizer round-trips the va
   const meap::PrepareSummary s = meap::prepare_corpus(o);
   CHECK(s.train_documents > 1000);  // 1189 chapters and the fortunes
   REQUIRE(s.val_documents > 0);
+  CHECK(s.train_unigram_entropy > 3.0);  // nats/token; a uniform 4096 vocab would be 8.32
+  CHECK(s.train_unigram_entropy < std::log(4096.0));
 
   const std::vector<std::string> docs = meap::read_documents(o.inputs);
   const std::set<std::string> corpus(docs.begin(), docs.end());
