@@ -144,10 +144,26 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointManifest
   write_file_atomic(dir / "latest", name + "\n");
   fsync_path(dir, true);
 
-  // Prune the oldest, never the one just written.
+  // Prune the oldest, never the one just written. A directory is first renamed to a
+  // dot-name, so a kill inside remove_all leaves no half-deleted step-* behind; leftovers
+  // of earlier kills (.tmp-*, .old-*, .trash-*, step-* without a manifest) are swept here.
   auto all = complete_checkpoints(dir);
-  for (size_t i = 0; i + keep_last < all.size(); ++i)
-    if (all[i].second != final_dir) fs::remove_all(all[i].second);
+  for (size_t i = 0; i + keep_last < all.size(); ++i) {
+    if (all[i].second == final_dir) continue;
+    const fs::path trash = dir / (".trash-" + all[i].second.filename().string());
+    fs::remove_all(trash);
+    fs::rename(all[i].second, trash);
+  }
+  std::vector<fs::path> leftovers;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string entry = e.path().filename().string();
+    if (entry.rfind(".tmp-", 0) == 0 || entry.rfind(".old-", 0) == 0 ||
+        entry.rfind(".trash-", 0) == 0 ||
+        (entry.rfind("step-", 0) == 0 && e.is_directory() &&
+         !fs::exists(e.path() / "manifest.json")))
+      leftovers.push_back(e.path());
+  }
+  for (const fs::path& p : leftovers) fs::remove_all(p);
   return final_dir.string();
 }
 

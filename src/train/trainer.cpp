@@ -109,12 +109,13 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   const Tensor v = moments.take(model.dtype(), {n_flat});
 
   const fs::path run_dir = cfg.run.out_dir;
-  fs::create_directories(run_dir);
   const std::string config_yaml = config_to_yaml(cfg);
-  std::ofstream(run_dir / "config.yaml") << config_yaml;
 
   TrainResult result;
   uint64_t tokens_seen = 0;
+  // The moments' alignment padding belongs to no parameter: zero it even when resuming.
+  backend->fill_zero(m);
+  backend->fill_zero(v);
   const auto existing = latest_checkpoint(run_dir.string());
   if (existing && !opt.resume)
     fail(run_dir.string(), " already holds checkpoints (latest ", *existing,
@@ -134,9 +135,10 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   } else {
     if (opt.resume) say(opt.quiet, "no checkpoint in {}: starting from scratch", run_dir.string());
     model.init_weights(cfg.run.seed);
-    backend->fill_zero(m);
-    backend->fill_zero(v);
   }
+  // Written only once the run is accepted: a refused command leaves the run's config alone.
+  fs::create_directories(run_dir);
+  std::ofstream(run_dir / "config.yaml") << config_yaml;
   say(opt.quiet, "model: {} parameters; {} tokens per step; {} batches per epoch; device {}",
       model.num_parameters(), cfg.train.global_batch_size * T, train_stream.batches_per_epoch(),
       backend->name());
