@@ -62,13 +62,18 @@ struct CheckpointConfig {
 
 struct EvalConfig {
   int64_t interval = 100;  // steps between validation passes
-  int64_t steps = 10;      // micro-batches per validation pass
+  int64_t steps = 10;      // global batches per validation pass
   bool operator==(const EvalConfig&) const = default;
 };
 
 struct LogConfig {
   int64_t interval = 10;  // steps between log lines
   bool operator==(const LogConfig&) const = default;
+};
+
+struct DistConfig {
+  double timeout_s = 600;  // a collective still waiting after this long ends every rank
+  bool operator==(const DistConfig&) const = default;
 };
 
 struct Config {
@@ -80,6 +85,7 @@ struct Config {
   CheckpointConfig checkpoint;
   EvalConfig eval;
   LogConfig log;
+  DistConfig dist;
 };
 
 // Compares every config key (ModelConfig has no operator== of its own, so this goes

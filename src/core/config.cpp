@@ -76,6 +76,7 @@ const Key kKeys[] = {
     MEAP_KEY(eval.interval),
     MEAP_KEY(eval.steps),
     MEAP_KEY(log.interval),
+    MEAP_KEY(dist.timeout_s),
 };
 
 #undef MEAP_KEY
@@ -477,6 +478,8 @@ void validate_config(const Config& c, int world_size) {
   require(c.eval.interval > 0, "eval.interval", "a positive integer", c.eval.interval);
   require(c.eval.steps > 0, "eval.steps", "a positive integer", c.eval.steps);
   require(c.log.interval > 0, "log.interval", "a positive integer", c.log.interval);
+  require(c.dist.timeout_s > 0, "dist.timeout_s", "a positive number of seconds",
+          c.dist.timeout_s);
 }
 
 }  // namespace meap

@@ -1,5 +1,5 @@
-// The training loop. One rank for now; the [dist] issue adds the all-reduce between
-// backward and the optimizer step, where marked.
+// The training loop. Data parallel: every rank runs its slice of each global batch, the
+// gradients and loss sums are all-reduced, and every rank applies the same update.
 #include "meap/trainer.hpp"
 
 #include <chrono>
@@ -12,6 +12,7 @@
 
 #include "meap/arena.hpp"
 #include "meap/checkpoint.hpp"
+#include "meap/communicator.hpp"
 #include "meap/llama.hpp"
 #include "meap/lr_schedule.hpp"
 #include "meap/token_streamer.hpp"
@@ -42,11 +43,13 @@ void check_vocab(const char* what, const std::string& where, int64_t found, int6
 }
 
 // The streamer's view of the config; `train` selects training or validation behaviour.
-StreamerConfig streamer_config(const Config& cfg, bool train) {
+StreamerConfig streamer_config(const Config& cfg, bool train, const Communicator& comm) {
   StreamerConfig s;
+  s.rank = comm.rank();
+  s.world_size = comm.world_size();
   s.pattern = train ? cfg.data.train : cfg.data.val;
   s.seq_len = cfg.data.seq_len;
-  s.global_batch_size = train ? cfg.train.global_batch_size : cfg.train.micro_batch_size;
+  s.global_batch_size = cfg.train.global_batch_size;  // validation too: world-size invariant
   s.seed = cfg.run.seed;
   s.shuffle = train;
   s.mask_ratio = train ? cfg.data.meap.mask_ratio : 0.0;  // validation reads clean inputs
@@ -55,21 +58,27 @@ StreamerConfig streamer_config(const Config& cfg, bool train) {
   return s;
 }
 
-// Weighted mean validation loss over up to eval.steps micro-batches from the start of the
-// validation stream (the same batches every time, so the numbers compare across steps).
-double evaluate(Llama& model, TokenStreamer& val, const Config& cfg) {
+// Weighted mean validation loss over up to eval.steps global batches from the start of the
+// validation stream (the same sequences every time and for any number of ranks, so the
+// numbers compare across steps and runs), each rank reading its slice in micro-batches.
+double evaluate(Llama& model, TokenStreamer& val, const Config& cfg, Communicator& comm) {
   val.restore({});
   const uint64_t batches = std::min<uint64_t>(cfg.eval.steps, val.batches_per_epoch());
+  const int64_t micro = cfg.train.micro_batch_size, T = cfg.data.seq_len;
   double loss_sum = 0, weight_sum = 0;
   for (uint64_t i = 0; i < batches; ++i) {
     const TokenBatch& b = val.next();
-    double w = 0;
-    for (float x : b.weights) w += x;
-    loss_sum += w * model.forward(b.inputs.data(), b.targets.data(), b.weights.data(),
-                                  b.batch_size, b.seq_len);
-    weight_sum += w;
+    for (int64_t off = 0; off < b.batch_size * T; off += micro * T) {
+      double w = 0;
+      for (int64_t j = 0; j < micro * T; ++j) w += b.weights[off + j];
+      loss_sum += w * model.forward(b.inputs.data() + off, b.targets.data() + off,
+                                    b.weights.data() + off, micro, T);
+      weight_sum += w;
+    }
   }
-  return weight_sum > 0 ? loss_sum / weight_sum : 0.0;
+  double sums[2] = {loss_sum, weight_sum};
+  comm.all_reduce_sum(sums, 2, "validation loss");
+  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 
 template <class... Args>
@@ -80,13 +89,17 @@ void say(bool quiet, fmt::format_string<Args...> format, Args&&... args) {
 }  // namespace
 
 TrainResult train(const Config& cfg, const TrainerOptions& opt) {
-  validate_config(cfg, 1);
+  const std::unique_ptr<Communicator> comm_owner = make_communicator(cfg.dist.timeout_s);
+  Communicator& comm = *comm_owner;
+  validate_config(cfg, comm.world_size());
+  const bool main_rank = comm.rank() == 0;  // logs and writes the run's shared files
+  const bool quiet = opt.quiet || !main_rank;
   if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
   if (cfg.data.tokenizer.empty()) fail("data.tokenizer is empty: give the tokenizer model");
 
   const Tokenizer tokenizer = Tokenizer::load(cfg.data.tokenizer);
   check_vocab("data.tokenizer", cfg.data.tokenizer, tokenizer.vocab_size(), cfg.model.vocab_size);
-  TokenStreamer train_stream(streamer_config(cfg, true));
+  TokenStreamer train_stream(streamer_config(cfg, true, comm));
   check_vocab("data.train", cfg.data.train, train_stream.shard_info().vocab_size,
               cfg.model.vocab_size);
   if (train_stream.shard_info().special.mask != tokenizer.mask_id())
@@ -95,7 +108,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
          ": the shards were made with another tokenizer");
   std::unique_ptr<TokenStreamer> val_stream;
   if (!cfg.data.val.empty()) {
-    val_stream = std::make_unique<TokenStreamer>(streamer_config(cfg, false));
+    val_stream = std::make_unique<TokenStreamer>(streamer_config(cfg, false, comm));
     check_vocab("data.val", cfg.data.val, val_stream->shard_info().vocab_size,
                 cfg.model.vocab_size);
   }
@@ -131,20 +144,25 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     result.start_step = man.step;
     tokens_seen = man.tokens_seen;
     result.checkpoint = *existing;
-    say(opt.quiet, "resumed from {} (step {}, {} tokens seen)", *existing, man.step, tokens_seen);
+    say(quiet, "resumed from {} (step {}, {} tokens seen)", *existing, man.step, tokens_seen);
   } else {
-    if (opt.resume) say(opt.quiet, "no checkpoint in {}: starting from scratch", run_dir.string());
+    if (opt.resume) say(quiet, "no checkpoint in {}: starting from scratch", run_dir.string());
     model.init_weights(cfg.run.seed);
   }
   // Written only once the run is accepted: a refused command leaves the run's config alone.
-  fs::create_directories(run_dir);
-  std::ofstream(run_dir / "config.yaml") << config_yaml;
-  say(opt.quiet, "model: {} parameters; {} tokens per step; {} batches per epoch; device {}",
+  if (main_rank) {
+    fs::create_directories(run_dir);
+    std::ofstream(run_dir / "config.yaml") << config_yaml;
+  }
+  say(quiet, "model: {} parameters; {} tokens per step; {} batches per epoch; device {}; "
+      "{} rank(s) ({})",
       model.num_parameters(), cfg.train.global_batch_size * T, train_stream.batches_per_epoch(),
-      backend->name());
+      backend->name(), comm.world_size(), comm.name());
 
-  std::ofstream metrics(run_dir / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (main_rank) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
   const auto write_metrics = [&](const nlohmann::json& j) {
+    if (!main_rank) return;
     metrics << j.dump() << "\n";
     metrics.flush();
   };
@@ -152,13 +170,14 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   const auto start = Clock::now();
   auto last_log = start;
   uint64_t tokens_since_log = 0;
-  const int64_t accumulation = cfg.train.global_batch_size / micro;
+  const int64_t accumulation = cfg.train.global_batch_size / comm.world_size() / micro;
   result.final_step = result.start_step;
 
   for (int64_t step = result.start_step + 1; step <= cfg.train.max_steps; ++step) {
     const TokenBatch& batch = train_stream.next();
-    double batch_weight = 0;  // [dist]: all-reduce over ranks
+    double batch_weight = 0;  // of the whole global batch: the loss is its weighted mean
     for (float w : batch.weights) batch_weight += w;
+    comm.all_reduce_sum(&batch_weight, 1, "global batch weight");
 
     model.zero_grad();
     double loss_sum = 0;
@@ -171,7 +190,9 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
                                     batch_weight > 0 ? 1.0 / batch_weight : 0.0);
       model.backward();
     }
-    // [dist]: all-reduce the gradients and loss_sum here.
+    // Each rank's gradient is already scaled by 1 / (global weight): the sum is the mean.
+    comm.all_reduce_sum(model.flat_gradients(), "gradient all-reduce");
+    comm.all_reduce_sum(&loss_sum, 1, "loss all-reduce");
     const double loss = batch_weight > 0 ? loss_sum / batch_weight : 0.0;
     const double grad_norm = std::sqrt(backend->sum_squares(model.flat_gradients()));
     if (!std::isfinite(loss) || !std::isfinite(grad_norm))
@@ -200,14 +221,17 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     result.last_train_loss = loss;
 
     const bool last = step == cfg.train.max_steps;
-    const bool stopping = opt.stop_requested && opt.stop_requested();
+    // Stopping is collective: a rank that stopped alone would hang the others.
+    double stop_votes = opt.stop_requested && opt.stop_requested() ? 1.0 : 0.0;
+    comm.all_reduce_sum(&stop_votes, 1, "stop request");
+    const bool stopping = stop_votes > 0;
     if (step % cfg.log.interval == 0 || step == result.start_step + 1 || last || stopping) {
       const auto now = Clock::now();
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double interval = std::chrono::duration<double>(now - last_log).count();
       const double tok_s = interval > 0 ? tokens_since_log / interval : 0.0;
       const double eta = elapsed / (step - result.start_step) * (cfg.train.max_steps - step);
-      say(opt.quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | "
+      say(quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | "
           "elapsed {} | ETA {}",
           step, cfg.train.max_steps, loss, lr, grad_norm, tok_s, format_duration(elapsed),
           format_duration(eta));
@@ -218,8 +242,8 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       tokens_since_log = 0;
     }
     if (val_stream && (step % cfg.eval.interval == 0 || last)) {
-      result.last_val_loss = evaluate(model, *val_stream, cfg);
-      say(opt.quiet, "step {:>6} | val loss {:.4f}", step, result.last_val_loss);
+      result.last_val_loss = evaluate(model, *val_stream, cfg, comm);
+      say(quiet, "step {:>6} | val loss {:.4f}", step, result.last_val_loss);
       write_metrics({{"step", step}, {"val_loss", result.last_val_loss}});
     }
     if (step % cfg.checkpoint.interval == 0 || last || stopping) {
@@ -230,23 +254,28 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       man.seed = cfg.run.seed;
       man.train_loss = loss;
       man.config_yaml = config_yaml;
-      result.checkpoint = save_checkpoint(run_dir.string(), man, {&model, m, v},
-                                          cfg.data.tokenizer,
-                                          static_cast<int>(cfg.checkpoint.keep_last));
-      say(opt.quiet, "step {:>6} | checkpoint {}", step, result.checkpoint);
+      man.world_size = comm.world_size();
+      // Every rank holds the same weights and moments: rank 0 writes them.
+      if (main_rank)
+        result.checkpoint = save_checkpoint(run_dir.string(), man, {&model, m, v},
+                                            cfg.data.tokenizer,
+                                            static_cast<int>(cfg.checkpoint.keep_last));
+      comm.barrier("checkpoint written");
+      if (!main_rank) result.checkpoint = *latest_checkpoint(run_dir.string());
+      say(quiet, "step {:>6} | checkpoint {}", step, result.checkpoint);
     }
     if (stopping && !last) {
       result.interrupted = true;
-      say(opt.quiet, "stopped on request after step {}; resume with --resume", step);
+      say(quiet, "stopped on request after step {}; resume with --resume", step);
       break;
     }
   }
   if (result.final_step == result.start_step && result.start_step > 0) {
     // Resumed a finished run: report where it stands rather than nothing.
-    say(opt.quiet, "the run already reached train.max_steps = {}; nothing to train",
+    say(quiet, "the run already reached train.max_steps = {}; nothing to train",
         cfg.train.max_steps);
     result.last_train_loss = read_checkpoint_manifest(result.checkpoint).train_loss;
-    if (val_stream) result.last_val_loss = evaluate(model, *val_stream, cfg);
+    if (val_stream) result.last_val_loss = evaluate(model, *val_stream, cfg, comm);
   }
   return result;
 }

@@ -200,8 +200,12 @@ struct SingleThreaded {
 // when the object goes (a failed REQUIRE must not leave trainers behind).
 class Child {
  public:
-  Child(const std::vector<std::string>& args, const fs::path& log) : log_(log) {
-    std::vector<std::string> argv_s = {meap_binary()};
+  Child(const std::vector<std::string>& args, const fs::path& log)
+      : Child(meap_binary(), args, log) {}
+  // Any program (e.g. mpirun), looked up on PATH when it has no slash.
+  Child(const std::string& program, const std::vector<std::string>& args, const fs::path& log)
+      : log_(log) {
+    std::vector<std::string> argv_s = {program};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : argv_s) argv.push_back(a.data());
@@ -227,7 +231,7 @@ class Child {
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    spawn_error_ = posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), env.data());
+    spawn_error_ = posix_spawnp(&pid_, argv[0], &fa, &attr, argv.data(), env.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (spawn_error_ != 0) pid_ = -1;

@@ -1,0 +1,43 @@
+// Communicator: the collectives data-parallel training needs, over host buffers (MPI) or,
+// later, device buffers (NCCL). Local is the one-process case. Every collective is guarded
+// by a watchdog: one still waiting after dist.timeout_s (a rank died) ends the process with
+// a message naming it, instead of hanging forever.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "meap/tensor.hpp"
+
+namespace meap {
+
+// Where this process stands in the job, from the launcher's environment.
+struct RankInfo {
+  int rank = 0, world_size = 1, local_rank = 0;
+  std::string launcher = "none";  // "openmpi", "slurm", "torchrun" or "none"
+};
+
+// Reads OpenMPI (OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK), Slurm (SLURM_PROCID /
+// SLURM_NTASKS / SLURM_LOCALID) or torchrun-style (RANK / WORLD_SIZE / LOCAL_RANK)
+// variables, in that order; none of them means a single process.
+RankInfo discover_rank();
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string name() const = 0;
+
+  // In place: every rank ends with the element-wise sum over ranks. f32 or f64.
+  virtual void all_reduce_sum(const Tensor& t, const char* what) = 0;
+  // The same for a few host doubles (loss sums, token weights).
+  virtual void all_reduce_sum(double* values, int n, const char* what) = 0;
+  virtual void barrier(const char* what) = 0;
+};
+
+// Local when this is a single process; Mpi when launched with several ranks (a clear error
+// when this build has no MPI). timeout_s arms the collectives' watchdog.
+std::unique_ptr<Communicator> make_communicator(double timeout_s);
+
+}  // namespace meap
