@@ -20,6 +20,8 @@ struct ModelConfig {
   bool tie_embeddings = false;  // output head shares the token embedding
   double init_std = 0.02;
 
+  bool operator==(const ModelConfig&) const = default;
+
   int64_t head_dim() const { return dim / n_heads; }
   int64_t qkv_dim() const { return (n_heads + 2 * n_kv_heads) * head_dim(); }
 

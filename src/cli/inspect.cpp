@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "meap/human_format.hpp"
 #include "meap/config.hpp"
 #include "meap/llama.hpp"
 
@@ -10,29 +11,7 @@ namespace meap::cli {
 
 namespace {
 
-std::string human_count(double n) {
-  const char* units[] = {"", "K", "M", "B", "T", "P", "E"};
-  int u = 0;
-  while (n >= 1000 && u < 6) {
-    n /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", n, units[u]);
-  return buf;
-}
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f %s", b, units[u]);
-  return buf;
-}
 
 }  // namespace
 

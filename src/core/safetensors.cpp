@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "meap/error.hpp"
+#include "meap/file_io.hpp"
 
 namespace meap {
 
@@ -61,24 +62,7 @@ bool is_valid_utf8(const std::string& s) {
   }
 }
 
-[[noreturn]] void io_fail(const char* what, const std::string& path, int err) {
-  fail("cannot ", what, " '", path, "': ", std::strerror(err));
-}
 
-void write_all(int fd, const char* data, size_t n, const std::string& path) {
-  while (n > 0) {
-    // Linux writes at most ~2 GiB per call; asking for less keeps every call complete.
-    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-    const ssize_t w = ::write(fd, data, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail("write", path, errno);
-    }
-    if (w == 0) io_fail("write", path, EIO);
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 // Owns the temporary file of a write: on any exit before commit() it closes and removes it,
 // so a failed write leaves neither a half-written target nor a stray .tmp behind.
@@ -119,16 +103,6 @@ class TempFile {
   bool committed_ = false;
 };
 
-// The rename is durable only once the directory entry is on disk.
-void fsync_directory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) io_fail("open directory", dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // EINVAL: the filesystem cannot sync directories at all; nothing more can be done there.
-  if (rc != 0 && err != EINVAL) io_fail("fsync directory", dir, err);
-}
 
 std::vector<char> read_whole_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -23,6 +23,8 @@
 
 #include "meap/corpus.hpp"
 #include "meap/error.hpp"
+#include "meap/file_io.hpp"
+#include "meap/human_format.hpp"
 #include "meap/rng.hpp"
 #include "meap/tokenizer.hpp"
 
@@ -60,17 +62,6 @@ constexpr int kTokenizerTrainThreads = 4;
 // Tokenizer::train sets it); longer lines are cut, at a space where there is one.
 constexpr size_t kMaxTrainLine = 16384;
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-  return buf;
-}
 
 // Decides train or val document by document, in corpus order. Every document but the last
 // follows hashes_to_val; the last one is held back until the end is known, so that it can go
@@ -381,40 +372,6 @@ std::vector<fs::path> existing_shards(const fs::path& dir) {
   return found;
 }
 
-void write_file_atomically(const fs::path& path, const std::string& data) {
-  const std::string tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create '", tmp, "': ", std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t w = ::write(fd, data.data() + off, data.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("cannot write '", tmp, "': ", std::strerror(err));
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot write '", tmp, "': ", std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename '", tmp, "' to '", path.string(), "': ", std::strerror(err));
-  }
-  // The rename is durable only once the directory entry is on disk.
-  const std::string parent = path.parent_path().empty() ? "." : path.parent_path().string();
-  const int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 nlohmann::ordered_json shard_list(const std::vector<ShardEntry>& shards) {
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -623,7 +580,7 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
     s.train_shards = train.shards();
     s.val_shards = val.shards();
     s.manifest_path = manifest.string();
-    write_file_atomically(manifest, manifest_json(o, s, files));
+    write_file_atomic(manifest.string(), manifest_json(o, s, files));
   } catch (...) {
     train.remove_committed();
     val.remove_committed();

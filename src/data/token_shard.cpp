@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "meap/error.hpp"
+#include "meap/file_io.hpp"
 
 namespace meap {
 
@@ -83,22 +84,7 @@ void store(unsigned char* p, T v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-[[noreturn]] void io_fail(const char* what, const std::string& path, int err) {
-  fail("cannot ", what, " '", path, "': ", std::strerror(err));
-}
 
-void write_all(int fd, const unsigned char* data, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail("write", path, errno);
-    }
-    if (w == 0) io_fail("write", path, EIO);
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 void pwrite_all(int fd, const unsigned char* data, size_t n, off_t offset,
                 const std::string& path) {
@@ -115,16 +101,6 @@ void pwrite_all(int fd, const unsigned char* data, size_t n, off_t offset,
   }
 }
 
-// The rename is durable only once the directory entry is on disk.
-void fsync_directory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) io_fail("open directory", dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // EINVAL: the filesystem cannot sync directories at all; nothing more can be done there.
-  if (rc != 0 && err != EINVAL) io_fail("fsync directory", dir, err);
-}
 
 bool special_id_ok(int32_t id, uint32_t vocab_size) {
   return id == -1 || (id >= 0 && static_cast<uint64_t>(id) < vocab_size);

@@ -1,0 +1,78 @@
+#include "meap/file_io.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "meap/error.hpp"
+
+namespace meap {
+
+void io_fail(const char* what, const std::string& path, int err) {
+  fail("cannot ", what, " '", path, "': ", std::strerror(err));
+}
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    // Linux writes at most ~2 GiB per call; asking for less keeps every call complete.
+    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      io_fail("write", path, errno);
+    }
+    if (w == 0) io_fail("write", path, EIO);
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void fsync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) io_fail("open directory", dir, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL) io_fail("fsync directory", dir, err);
+}
+
+void fsync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) io_fail("open", path, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) io_fail("fsync", path, err);
+}
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) io_fail("create", tmp, errno);
+  try {
+    write_all(fd, data.data(), data.size(), tmp);
+    if (::fsync(fd) != 0) io_fail("fsync", tmp, errno);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail("close", tmp, err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail("rename over", path, err);
+  }
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  fsync_directory(parent.empty() ? "." : parent);
+}
+
+}  // namespace meap
