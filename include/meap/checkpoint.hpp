@@ -18,6 +18,7 @@ struct CheckpointManifest {
   uint64_t tokens_seen = 0;      // training tokens consumed, all ranks
   StreamerState streamer;        // the next training batch
   int world_size = 1;
+  bool zero1 = false;            // moments in per-rank shard files (optim-rank*-of-W)
   uint64_t seed = 0;
   double train_loss = 0;         // of the last step
   std::string config_yaml;       // the effective config of the run that wrote it
@@ -32,10 +33,31 @@ struct CheckpointTensors {
 // Writes RUN_DIR/checkpoints/step-XXXXXXXX (manifest.json, model.safetensors,
 // optim.safetensors, and a copy of the tokenizer when tokenizer_path is not empty),
 // then points RUN_DIR/checkpoints/latest at it and prunes all but the newest keep_last.
-// Returns the checkpoint's path.
+// Returns the checkpoint's path. Same as begin_checkpoint, then commit_checkpoint.
 std::string save_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
                             const CheckpointTensors& tensors, const std::string& tokenizer_path,
                             int keep_last);
+
+// The two halves of save_checkpoint, for ZeRO-1 where every rank adds its moments shard
+// in between (rank 0: begin; barrier; every rank: write_moment_shard; barrier; rank 0:
+// commit). begin_checkpoint (re)creates and returns the step's temporary directory
+// RUN_DIR/checkpoints/.tmp-step-XXXXXXXX; checkpoint_staging_dir names it without touching
+// anything. commit_checkpoint adds the weights, optim.safetensors when tensors.m is given,
+// the tokenizer and the manifest, then renames the directory and moves `latest`.
+std::string checkpoint_staging_dir(const std::string& run_dir, int64_t step);
+std::string begin_checkpoint(const std::string& run_dir, int64_t step);
+std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
+                              const CheckpointTensors& tensors, const std::string& tokenizer_path,
+                              int keep_last);
+
+// "optim-rank{rank}-of-{world_size}.safetensors"
+std::string moment_shard_file_name(int rank, int world_size);
+
+// Writes rank's ZeRO-1 moments shard into staging_dir: flat 1-D f32 tensors "m" and "v"
+// (m.numel() elements each) holding flat elements [offset, offset + m.numel()) of the
+// parameter layout, with metadata offset, length, rank and world_size.
+void write_moment_shard(const std::string& staging_dir, int rank, int world_size,
+                        int64_t offset, const Tensor& m, const Tensor& v, Backend& backend);
 
 // The newest complete checkpoint of a run: the one `latest` names, or when that pointer is
 // missing or stale, the highest step-* directory holding a manifest. nullopt if none.
@@ -44,8 +66,13 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir);
 
 // Loads weights (and the moments, when m and v are given) into an already built model.
-// Refuses a checkpoint of another model shape, naming the tensor.
+// Refuses a checkpoint of another model shape, naming the tensor. m and v (1-D or the
+// model's flat length) hold flat elements [moments_offset, moments_offset + m.numel()) of
+// the parameter layout: the whole layout without ZeRO-1, one rank's shard with it. They
+// are filled from whatever the checkpoint holds -- optim.safetensors (per tensor) or the
+// ZeRO-1 shard files of any world size -- reading only the overlapping parts; elements of
+// no parameter (padding) are set to zero.
 void load_checkpoint_tensors(const std::string& checkpoint_dir, Llama& model, const Tensor& m,
-                             const Tensor& v);
+                             const Tensor& v, int64_t moments_offset = 0);
 
 }  // namespace meap

@@ -33,6 +33,16 @@ class Communicator {
   virtual void all_reduce_sum(const Tensor& t, const char* what) = 0;
   // The same for a few host doubles (loss sums, token weights).
   virtual void all_reduce_sum(double* values, int n, const char* what) = 0;
+  // ZeRO-1's two halves of an all-reduce. full (world_size * S) is world_size equal shards
+  // of S elements; rank r's shard (S) gets the element-wise sum over ranks of their shard
+  // r. shard is either a separate buffer or, in place, the first S elements of full (as
+  // MPI_IN_PLACE does it; full is then scratch: the trainer's gradients, zeroed before the
+  // next step). f32 or f64, one dtype.
+  virtual void reduce_scatter_sum(const Tensor& full, const Tensor& shard, const char* what) = 0;
+  // The inverse gather: full (world_size * S) ends with every rank's shard (S) at offset
+  // rank * S. shard may be (and in the trainer is) the view of full at that offset, in
+  // which case nothing is copied locally.
+  virtual void all_gather(const Tensor& shard, const Tensor& full, const char* what) = 0;
   virtual void barrier(const char* what) = 0;
 };
 

@@ -73,6 +73,9 @@ struct LogConfig {
 
 struct DistConfig {
   double timeout_s = 600;  // a collective still waiting after this long ends every rank
+  // ZeRO-1: each rank keeps the AdamW moments of 1 / world_size of the parameters
+  // (reduce-scatter of the gradients, sharded update, all-gather of the weights).
+  bool zero1 = false;
   bool operator==(const DistConfig&) const = default;
 };
 

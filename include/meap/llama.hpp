@@ -35,8 +35,11 @@ class Llama {
  public:
   // batch and seq_len are the largest micro-batch the model will run; dtype is the
   // parameter and compute dtype (f32; f64 for gradient checks on the CPU).
+  // flat_multiple pads the flat parameter and gradient buffers with zeros up to a multiple
+  // of it, so that ZeRO-1 can cut them into world_size equal shards (trainer: world_size
+  // x 64 elements, keeping every shard 256-byte aligned); the named views do not change.
   Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t seq_len,
-        DType dtype = DType::f32);
+        DType dtype = DType::f32, int64_t flat_multiple = 1);
   ~Llama();
   Llama(const Llama&) = delete;
   Llama& operator=(const Llama&) = delete;
@@ -51,8 +54,10 @@ class Llama {
   int64_t max_seq_len() const { return max_seq_; }
   int64_t num_parameters() const { return n_parameters_; }
 
-  Tensor flat_parameters() const { return params_; }  // (n_flat)
-  Tensor flat_gradients() const { return grads_; }    // (n_flat)
+  // (n_flat rounded up to flat_multiple); the padding past the last parameter, like the
+  // alignment gaps between parameters, stays zero.
+  Tensor flat_parameters() const { return params_; }
+  Tensor flat_gradients() const { return grads_; }
   const std::vector<NamedParameter>& parameters() const { return named_; }
   const NamedParameter& parameter(const std::string& name) const;
 
@@ -116,7 +121,8 @@ class Llama {
   Tensor d_embedding_, d_final_norm_, d_lm_head_;
   std::vector<LayerWeights> w_, dw_;
   Activations act_;
-  std::vector<double> host_losses_;
+  std::vector<double> host_losses_;     // (N) per-token losses on the host
+  std::vector<float> host_losses_f32_;  // (N) staging for an f32 model's losses
 
   int64_t last_B_ = 0, last_T_ = 0;
   bool has_loss_grad_ = false;

@@ -77,6 +77,7 @@ const Key kKeys[] = {
     MEAP_KEY(eval.steps),
     MEAP_KEY(log.interval),
     MEAP_KEY(dist.timeout_s),
+    MEAP_KEY(dist.zero1),
 };
 
 #undef MEAP_KEY
@@ -480,6 +481,10 @@ void validate_config(const Config& c, int world_size) {
   require(c.log.interval > 0, "log.interval", "a positive integer", c.log.interval);
   require(c.dist.timeout_s > 0, "dist.timeout_s", "a positive number of seconds",
           c.dist.timeout_s);
+  // The sharded update runs over host buffers (MPI, the CPU backend); NCCL is not built.
+  if (c.dist.zero1 && c.train.device == "cuda")
+    fail("dist.zero1 is built for the CPU backend only (MPI host buffers); set "
+         "dist.zero1=false or train.device=cpu");
 }
 
 }  // namespace meap

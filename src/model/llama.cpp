@@ -1,6 +1,7 @@
 // Llama forward and backward, written out op by op over the Backend interface.
 #include "meap/llama.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "meap/rng.hpp"
@@ -108,7 +109,7 @@ LlamaMemoryPlan Llama::memory_plan(const ModelConfig& config, int64_t batch, int
 }
 
 Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t seq_len,
-             DType dtype)
+             DType dtype, int64_t flat_multiple)
     : config_(config), backend_(backend), dtype_(dtype), max_batch_(batch), max_seq_(seq_len) {
   config_.validate();
   if (dtype != DType::f32 && dtype != DType::f64)
@@ -118,12 +119,19 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
     fail("sequence length ", seq_len, " must be in [1, model.max_seq_len = ",
          config_.max_seq_len, "]");
 
+  if (flat_multiple <= 0) fail("flat buffer multiple must be positive, got ", flat_multiple);
+
   const LlamaMemoryPlan plan = memory_plan(config_, batch, seq_len, dtype);
   n_parameters_ = plan.n_parameters;
-  param_arena_ = Arena(backend_, plan.parameter_bytes);
-  grad_arena_ = Arena(backend_, plan.gradient_bytes);
-  params_ = param_arena_.whole(dtype).rows(0, plan.n_flat);
-  grads_ = grad_arena_.whole(dtype).rows(0, plan.n_flat);
+  const int64_t n_padded = (plan.n_flat + flat_multiple - 1) / flat_multiple * flat_multiple;
+  param_arena_ = Arena(backend_, n_padded * dtype_size(dtype));
+  grad_arena_ = Arena(backend_, n_padded * dtype_size(dtype));
+  params_ = param_arena_.whole(dtype).rows(0, n_padded);
+  grads_ = grad_arena_.whole(dtype).rows(0, n_padded);
+  // Padding and alignment gaps belong to no parameter; loading weights never writes them,
+  // and collectives over the flat buffers (all-gather, norms) must see zeros there.
+  backend_.fill_zero(params_);
+  backend_.fill_zero(grads_);
 
   int64_t n_flat = 0;
   for (const auto& s : parameter_specs(config_, &n_flat)) {
@@ -158,6 +166,7 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
   act_arena_ = Arena(backend_, plan.activation_bytes);
   layout_activations(act_, act_arena_, config_, batch, seq_len, dtype);
   host_losses_.resize(batch * seq_len);
+  if (dtype == DType::f32) host_losses_f32_.resize(batch * seq_len);
 
   // Rotary tables, computed in double: angle(t, j) = t * theta^(-2j/D).
   const int64_t half = config_.head_dim() / 2;
@@ -308,9 +317,8 @@ double Llama::forward(const int32_t* inputs, const int32_t* targets, const float
   if (dtype_ == DType::f64) {
     backend_.copy_to_host(host_losses_.data(), losses);
   } else {
-    std::vector<float> f(N);
-    backend_.copy_to_host(f.data(), losses);
-    std::copy(f.begin(), f.end(), host_losses_.begin());
+    backend_.copy_to_host(host_losses_f32_.data(), losses);
+    std::copy_n(host_losses_f32_.begin(), N, host_losses_.begin());
   }
   for (int64_t i = 0; i < N; ++i) weighted += weights[i] * host_losses_[i];
   return weight_sum > 0 ? weighted / weight_sum : 0.0;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "meap/llama_io.hpp"
+#include "meap/safetensors.hpp"
 
 namespace fs = std::filesystem;
 
@@ -74,6 +75,39 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const fs::path& d
   return found;
 }
 
+// t (f32 or f64, any device) into host floats: checkpoints store moments in f32.
+void copy_to_host_f32(Backend& backend, float* host, const Tensor& t) {
+  if (t.dtype == DType::f32) {
+    backend.copy_to_host(host, t);
+  } else {
+    std::vector<double> d(t.numel());
+    backend.copy_to_host(d.data(), t);
+    std::copy(d.begin(), d.end(), host);
+  }
+}
+
+void copy_from_host_f32(Backend& backend, const Tensor& t, const float* host) {
+  if (t.dtype == DType::f32) {
+    backend.copy_from_host(t, host);
+  } else {
+    std::vector<double> d(host, host + t.numel());
+    backend.copy_from_host(t, d.data());
+  }
+}
+
+int64_t metadata_int(const SafetensorsFile& f, const std::string& key) {
+  const auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) fail(f.path(), " has no '", key, "' metadata");
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(it->second, &used);
+    if (used != it->second.size() || x < 0) throw std::invalid_argument("");
+    return x;
+  } catch (const std::exception&) {
+    fail(f.path(), ": metadata ", key, "='", it->second, "' is not a non-negative integer");
+  }
+}
+
 void add_moments(SafetensorsWriter& w, const Llama& model, const Tensor& m, const Tensor& v) {
   std::vector<float> host;
   for (const NamedParameter& p : model.parameters()) {
@@ -97,16 +131,56 @@ void add_moments(SafetensorsWriter& w, const Llama& model, const Tensor& m, cons
 
 }  // namespace
 
+std::string checkpoint_staging_dir(const std::string& run_dir, int64_t step) {
+  return (fs::path(run_dir) / "checkpoints" / (".tmp-" + step_name(step))).string();
+}
+
+std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
+  fs::create_directories(fs::path(run_dir) / "checkpoints");
+  const fs::path tmp = checkpoint_staging_dir(run_dir, step);
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  return tmp.string();
+}
+
 std::string save_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
                             const CheckpointTensors& tensors, const std::string& tokenizer_path,
                             int keep_last) {
+  begin_checkpoint(run_dir, manifest.step);
+  return commit_checkpoint(run_dir, manifest, tensors, tokenizer_path, keep_last);
+}
+
+std::string moment_shard_file_name(int rank, int world_size) {
+  return "optim-rank" + std::to_string(rank) + "-of-" + std::to_string(world_size) +
+         ".safetensors";
+}
+
+void write_moment_shard(const std::string& staging_dir, int rank, int world_size,
+                        int64_t offset, const Tensor& m, const Tensor& v, Backend& backend) {
+  MEAP_CHECK(m.numel() == v.numel() && m.dtype == v.dtype, "moment shards differ");
+  SafetensorsWriter w;
+  w.set_metadata("format", "meap-adamw-shard");
+  w.set_metadata("offset", std::to_string(offset));
+  w.set_metadata("length", std::to_string(m.numel()));
+  w.set_metadata("rank", std::to_string(rank));
+  w.set_metadata("world_size", std::to_string(world_size));
+  std::vector<float> host(m.numel());
+  for (const auto& [name, t] : {std::pair{"m", &m}, std::pair{"v", &v}}) {
+    copy_to_host_f32(backend, host.data(), *t);
+    w.add(name, DType::f32, {t->numel()}, host.data());
+  }
+  w.write((fs::path(staging_dir) / moment_shard_file_name(rank, world_size)).string());
+}
+
+std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
+                              const CheckpointTensors& tensors, const std::string& tokenizer_path,
+                              int keep_last) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
-  fs::create_directories(dir);
   const std::string name = step_name(manifest.step);
-  const fs::path tmp = dir / (".tmp-" + name);
+  const fs::path tmp = checkpoint_staging_dir(run_dir, manifest.step);
   const fs::path final_dir = dir / name;
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  MEAP_CHECK(fs::is_directory(tmp), "commit_checkpoint without begin_checkpoint: no ",
+             tmp.string());
 
   save_llama_weights(*tensors.model, (tmp / "model.safetensors").string());
   if (!tensors.m.empty()) {
@@ -126,6 +200,7 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointManifest
       {"tokens_seen", manifest.tokens_seen},
       {"streamer", {{"epoch", manifest.streamer.epoch}, {"batch", manifest.streamer.batch}}},
       {"world_size", manifest.world_size},
+      {"zero1", manifest.zero1},
       {"seed", manifest.seed},
       {"train_loss", manifest.train_loss},
       {"config", manifest.config_yaml}};
@@ -196,6 +271,7 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {
     m.streamer.epoch = j.at("streamer").at("epoch").get<uint64_t>();
     m.streamer.batch = j.at("streamer").at("batch").get<uint64_t>();
     m.world_size = j.at("world_size").get<int>();
+    m.zero1 = j.value("zero1", false);  // absent in checkpoints from before ZeRO-1
     m.seed = j.at("seed").get<uint64_t>();
     m.train_loss = j.at("train_loss").get<double>();
     m.config_yaml = j.at("config").get<std::string>();
@@ -206,30 +282,74 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {
 }
 
 void load_checkpoint_tensors(const std::string& checkpoint_dir, Llama& model, const Tensor& m,
-                             const Tensor& v) {
+                             const Tensor& v, int64_t moments_offset) {
   const fs::path dir(checkpoint_dir);
   load_llama_weights(model, (dir / "model.safetensors").string());
   if (m.empty()) return;
-  const std::string optim = (dir / "optim.safetensors").string();
-  if (!fs::exists(optim)) fail(checkpoint_dir, " has no optimizer state (optim.safetensors)");
-  const SafetensorsFile file = SafetensorsFile::open(optim);
-  std::vector<float> host;
-  for (const NamedParameter& p : model.parameters()) {
-    for (const auto& [prefix, flat] : {std::pair{"m.", &m}, std::pair{"v.", &v}}) {
-      Tensor view = p.value;
-      view.data = static_cast<char*>(flat->data) + p.offset * dtype_size(flat->dtype);
-      host.resize(view.numel());
-      file.read(prefix + p.name, DType::f32,
-                std::vector<int64_t>(view.shape.begin(), view.shape.begin() + view.ndim),
-                host.data());
-      if (view.dtype == DType::f32) {
-        model.backend().copy_from_host(view, host.data());
-      } else {
-        std::vector<double> d(host.begin(), host.end());
-        model.backend().copy_from_host(view, d.data());
+  MEAP_CHECK(m.numel() == v.numel() && moments_offset >= 0, "moment buffers differ");
+  // This rank's range [lo, hi) of the flat layout, staged on the host in f32; whatever no
+  // source covers (alignment gaps, padding) stays zero.
+  const int64_t lo = moments_offset, hi = moments_offset + m.numel();
+  std::vector<float> host_m(m.numel(), 0.0f), host_v(m.numel(), 0.0f);
+  const auto copy_overlap = [&](int64_t src_begin, int64_t src_length, const void* src_m,
+                                const void* src_v) {
+    const int64_t b = std::max(lo, src_begin), e = std::min(hi, src_begin + src_length);
+    if (b >= e) return;
+    const size_t bytes = (e - b) * sizeof(float);
+    std::memcpy(host_m.data() + (b - lo), static_cast<const char*>(src_m) + (b - src_begin) * 4,
+                bytes);
+    std::memcpy(host_v.data() + (b - lo), static_cast<const char*>(src_v) + (b - src_begin) * 4,
+                bytes);
+  };
+  const CheckpointManifest man = read_checkpoint_manifest(checkpoint_dir);
+  if (!man.zero1) {
+    // One file, per named tensor: each parameter's overlap with the range.
+    const std::string optim = (dir / "optim.safetensors").string();
+    if (!fs::exists(optim)) fail(checkpoint_dir, " has no optimizer state (optim.safetensors)");
+    const SafetensorsFile file = SafetensorsFile::open(optim);
+    for (const NamedParameter& p : model.parameters()) {
+      const std::vector<int64_t> shape(p.value.shape.begin(),
+                                       p.value.shape.begin() + p.value.ndim);
+      for (const char* prefix : {"m.", "v."}) {
+        const SafetensorsTensorInfo& info = file.info(prefix + p.name);
+        if (info.dtype != DType::f32 || info.shape != shape)
+          fail(optim, ": tensor '", info.name, "' is ", dtype_name(info.dtype), " ",
+               info.shape.size(), "-d, expected f32 of the shape of ", p.name);
       }
+      copy_overlap(p.offset, p.value.numel(), file.data("m." + p.name),
+                   file.data("v." + p.name));
     }
+  } else {
+    // The flat shards of the world size that wrote it: they tile [0, W * length).
+    int64_t expected_offset = 0;
+    for (int r = 0; r < man.world_size; ++r) {
+      const fs::path path = dir / moment_shard_file_name(r, man.world_size);
+      if (!fs::exists(path))
+        fail(checkpoint_dir, " was written with dist.zero1 on ", man.world_size,
+             " ranks but lacks ", path.filename().string());
+      const SafetensorsFile file = SafetensorsFile::open(path.string());
+      const int64_t offset = metadata_int(file, "offset"), length = metadata_int(file, "length");
+      if (metadata_int(file, "world_size") != man.world_size || metadata_int(file, "rank") != r ||
+          offset != expected_offset)
+        fail(path.string(), " is not shard ", r, " of ", man.world_size, " starting at element ",
+             expected_offset, " (metadata rank ", file.metadata().at("rank"), ", offset ",
+             offset, ")");
+      for (const char* name : {"m", "v"}) {
+        const SafetensorsTensorInfo& info = file.info(name);
+        if (info.dtype != DType::f32 || info.shape != std::vector<int64_t>{length})
+          fail(path.string(), ": tensor '", name, "' must be f32 of ", length, " elements");
+      }
+      expected_offset += length;
+      if (offset >= hi || offset + length <= lo) continue;
+      copy_overlap(offset, length, file.data("m"), file.data("v"));
+    }
+    const NamedParameter& last = model.parameters().back();
+    if (expected_offset < last.offset + last.value.numel())
+      fail(checkpoint_dir, ": the moment shards cover ", expected_offset,
+           " elements, fewer than the model's ", last.offset + last.value.numel());
   }
+  copy_from_host_f32(model.backend(), m.reshaped({m.numel()}), host_m.data());
+  copy_from_host_f32(model.backend(), v.reshaped({v.numel()}), host_v.data());
 }
 
 }  // namespace meap

@@ -17,6 +17,7 @@
 #include "meap/lr_schedule.hpp"
 #include "meap/token_streamer.hpp"
 #include "meap/tokenizer.hpp"
+#include "meap/zero.hpp"
 
 namespace fs = std::filesystem;
 
@@ -114,12 +115,32 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   }
 
   auto backend = make_backend(cfg.train.device);
+  const bool zero1 = cfg.dist.zero1;
+  if (zero1 && backend->device() != Device::cpu)
+    fail("dist.zero1 is built for the CPU backend only (MPI host buffers), but train.device=",
+         cfg.train.device, " chose ", backend->name(), "; set dist.zero1=false or train.device=cpu");
   const int64_t micro = cfg.train.micro_batch_size, T = cfg.data.seq_len;
-  Llama model(cfg.model, *backend, micro, T);
-  const int64_t n_flat = model.flat_parameters().numel();
-  Arena moments(*backend, 2 * arena_aligned(n_flat * dtype_size(model.dtype())));
-  const Tensor m = moments.take(model.dtype(), {n_flat});
-  const Tensor v = moments.take(model.dtype(), {n_flat});
+  // ZeRO-1 cuts the flat buffers into world_size equal, aligned shards: the model pads them.
+  Llama model(cfg.model, *backend, micro, T, DType::f32,
+              zero1 ? comm.world_size() * kZeroShardAlign : 1);
+  const Tensor params = model.flat_parameters(), grads = model.flat_gradients();
+  // The flat range whose optimizer state this rank owns: all of it without ZeRO-1.
+  const ShardRange shard = zero1 ? shard_range(params.numel(), comm.rank(), comm.world_size())
+                                 : ShardRange{0, params.numel()};
+  const std::vector<ShardSegment> segments = shard_segments(model.parameters(), shard);
+  const size_t moment_bytes = arena_aligned(shard.length * dtype_size(model.dtype()));
+  Arena moments(*backend, 2 * moment_bytes);
+  const Tensor m = moments.take(model.dtype(), {shard.length});
+  const Tensor v = moments.take(model.dtype(), {shard.length});
+  // ZeRO-1's reduce-scatter runs in place: this rank's summed gradient shard (S) lands in
+  // the first S elements of the gradient buffer (the rest is then scratch until zero_grad),
+  // so no gradient-shard buffer is needed.
+  const Tensor grad_shard = zero1 ? grads.rows(0, shard.length) : Tensor{};
+  // The update's view of a flat range: parameters, gradients (the whole reduced buffer, or
+  // the shard), moments (always the shard's own).
+  const auto flat_view = [](const Tensor& flat, int64_t begin, int64_t length) {
+    return flat.rows(begin, begin + length);
+  };
 
   const fs::path run_dir = cfg.run.out_dir;
   const std::string config_yaml = config_to_yaml(cfg);
@@ -139,7 +160,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     if (config_to_yaml(Config{.model = saved.model}) != config_to_yaml(Config{.model = cfg.model}))
       fail("the checkpoint ", *existing, " is of another model shape than this config's model "
            "section; resume with the config it was written with");
-    load_checkpoint_tensors(*existing, model, m, v);
+    load_checkpoint_tensors(*existing, model, m, v, shard.begin);
     train_stream.restore(man.streamer);
     result.start_step = man.step;
     tokens_seen = man.tokens_seen;
@@ -158,6 +179,11 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       "{} rank(s) ({})",
       model.num_parameters(), cfg.train.global_batch_size * T, train_stream.batches_per_epoch(),
       backend->name(), comm.world_size(), comm.name());
+  // tests/mpi parses "optimizer state: N bytes per rank".
+  say(quiet, "optimizer state: {} bytes per rank (AdamW m and v of {} of {} flat elements; {})",
+      moments.capacity(), shard.length, params.numel(),
+      zero1 ? fmt::format("ZeRO-1 shard {} of {}", comm.rank() + 1, comm.world_size())
+            : std::string("replicated on every rank"));
 
   std::ofstream metrics;
   if (main_rank) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
@@ -191,10 +217,19 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       model.backward();
     }
     // Each rank's gradient is already scaled by 1 / (global weight): the sum is the mean.
-    comm.all_reduce_sum(model.flat_gradients(), "gradient all-reduce");
+    // ZeRO-1 sums only the shard this rank updates; the norm is then a sum over shards.
+    double grad_sq = 0;
+    if (zero1) {
+      comm.reduce_scatter_sum(grads, grad_shard, "gradient reduce-scatter");
+      grad_sq = backend->sum_squares(grad_shard);
+      comm.all_reduce_sum(&grad_sq, 1, "gradient norm");
+    } else {
+      comm.all_reduce_sum(grads, "gradient all-reduce");
+      grad_sq = backend->sum_squares(grads);
+    }
     comm.all_reduce_sum(&loss_sum, 1, "loss all-reduce");
     const double loss = batch_weight > 0 ? loss_sum / batch_weight : 0.0;
-    const double grad_norm = std::sqrt(backend->sum_squares(model.flat_gradients()));
+    const double grad_norm = std::sqrt(grad_sq);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm))
       fail("step ", step, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
            std::isfinite(loss) ? grad_norm : loss, "; training stopped without updating the "
@@ -202,18 +237,25 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
            result.checkpoint.empty() ? std::string("(none yet)") : result.checkpoint,
            ". Try a lower optim.lr or a grad_clip.");
     if (cfg.optim.grad_clip > 0 && grad_norm > cfg.optim.grad_clip)
-      backend->scale(model.flat_gradients(), cfg.optim.grad_clip / grad_norm);
+      backend->scale(zero1 ? grad_shard : grads, cfg.optim.grad_clip / grad_norm);
 
     const double lr = learning_rate(step, cfg.optim.lr, cfg.optim.min_lr,
                                     cfg.optim.warmup_steps, cfg.train.max_steps);
+    // AdamW is element-wise: updating each parameter's part of this rank's range, with that
+    // parameter's decay, equals the per-tensor update.
     AdamWStep hp{lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, 0.0, step};
-    for (const NamedParameter& p : model.parameters()) {
-      hp.weight_decay = p.weight_decay ? cfg.optim.weight_decay : 0.0;
-      Tensor pm = p.value, pv = p.value;
-      pm.data = static_cast<char*>(m.data) + p.offset * dtype_size(m.dtype);
-      pv.data = static_cast<char*>(v.data) + p.offset * dtype_size(v.dtype);
-      backend->adamw_update(p.value, p.grad, pm, pv, hp);
+    for (const ShardSegment& seg : segments) {
+      hp.weight_decay = seg.weight_decay ? cfg.optim.weight_decay : 0.0;
+      const int64_t local = seg.offset - shard.begin;  // inside the shard
+      backend->adamw_update(flat_view(params, seg.offset, seg.length),
+                            zero1 ? flat_view(grad_shard, local, seg.length)
+                                  : flat_view(grads, seg.offset, seg.length),
+                            flat_view(m, local, seg.length), flat_view(v, local, seg.length),
+                            hp);
     }
+    if (zero1)  // every rank gets the others' updated shards
+      comm.all_gather(flat_view(params, shard.begin, shard.length), params,
+                      "parameter all-gather");
     const uint64_t step_tokens = cfg.train.global_batch_size * T;
     tokens_seen += step_tokens;
     tokens_since_log += step_tokens;
@@ -255,11 +297,25 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       man.train_loss = loss;
       man.config_yaml = config_yaml;
       man.world_size = comm.world_size();
-      // Every rank holds the same weights and moments: rank 0 writes them.
-      if (main_rank)
+      man.zero1 = zero1;
+      if (zero1) {
+        // Every rank writes its moments shard into the temporary directory rank 0 made;
+        // rank 0 commits (weights, manifest, rename, `latest`) once all of them are in.
+        if (main_rank) begin_checkpoint(run_dir.string(), step);
+        comm.barrier("checkpoint directory created");
+        write_moment_shard(checkpoint_staging_dir(run_dir.string(), step), comm.rank(),
+                           comm.world_size(), shard.begin, m, v, *backend);
+        comm.barrier("checkpoint shards written");
+        if (main_rank)
+          result.checkpoint = commit_checkpoint(run_dir.string(), man, {&model, {}, {}},
+                                                cfg.data.tokenizer,
+                                                static_cast<int>(cfg.checkpoint.keep_last));
+      } else if (main_rank) {
+        // Every rank holds the same weights and moments: rank 0 writes them.
         result.checkpoint = save_checkpoint(run_dir.string(), man, {&model, m, v},
                                             cfg.data.tokenizer,
                                             static_cast<int>(cfg.checkpoint.keep_last));
+      }
       comm.barrier("checkpoint written");
       if (!main_rank) result.checkpoint = *latest_checkpoint(run_dir.string());
       say(quiet, "step {:>6} | checkpoint {}", step, result.checkpoint);

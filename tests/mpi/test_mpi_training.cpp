@@ -6,6 +6,7 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -20,8 +21,12 @@ namespace {
 // mpirun as root on a 2-core machine needs these (see DESIGN.md, Practicalities).
 std::vector<std::string> mpirun_args(int ranks, const std::vector<std::string>& meap_args) {
   std::vector<std::string> a = {"--oversubscribe", "-np", std::to_string(ranks),
-                                "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
-                                meap_binary()};
+                                "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS"};
+  if (std::getenv("MEAP_MPI_MAX_COUNT")) {  // the sliced-collectives test hook
+    a.push_back("-x");
+    a.push_back("MEAP_MPI_MAX_COUNT");
+  }
+  a.push_back(meap_binary());
   a.insert(a.end(), meap_args.begin(), meap_args.end());
   return a;
 }
@@ -179,4 +184,95 @@ TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi]") {
   std::printf("mpi: job ended %.2f s after a rank was killed\n", seconds);
   // What survived is a loadable checkpoint.
   REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
+}
+
+namespace {
+
+// "optimizer state: N bytes per rank" from rank 0's start-up line.
+int64_t optimizer_state_bytes(const fs::path& log) {
+  const std::string text = slurp(log);
+  std::smatch match;
+  INFO(text);
+  REQUIRE(std::regex_search(text, match, std::regex("optimizer state: ([0-9]+) bytes per rank")));
+  return std::stoll(match[1].str());
+}
+
+}  // namespace
+
+TEST_CASE("mpi: ZeRO-1 on 2 ranks trains like plain data parallelism and like 1 rank",
+          "[mpi][zero1]") {
+  ScratchDir d("mpi-zero1");
+  const fs::path config = write_micro_config(d.path);
+  const std::vector<std::string> common = {"train", config.string(), "train.max_steps=20",
+                                           "eval.interval=10", "checkpoint.interval=10"};
+  auto with = [&](const std::string& out, bool zero1) {
+    auto a = common;
+    a.push_back("run.out_dir=" + out);
+    if (zero1) a.push_back("dist.zero1=true");
+    return a;
+  };
+  run_ranks(1, with((d.path / "one").string(), false), d.path / "one.log");
+  run_ranks(2, with((d.path / "plain").string(), false), d.path / "plain.log");
+  run_ranks(2, with((d.path / "zero1").string(), true), d.path / "zero1.log");
+  require_same_training(d.path / "one", d.path / "zero1", 20);
+  require_same_training(d.path / "plain", d.path / "zero1", 20);
+  // The same with every MPI call cut to 1000 elements: the sliced paths that shards of
+  // more than 2^30 elements take (per-root MPI_Reduce / MPI_Bcast) give the same run.
+  ::setenv("MEAP_MPI_MAX_COUNT", "1000", 1);
+  run_ranks(2, with((d.path / "sliced").string(), true), d.path / "sliced.log");
+  ::unsetenv("MEAP_MPI_MAX_COUNT");
+  require_same_training(d.path / "zero1", d.path / "sliced", 20);
+
+  // Optimizer state per rank: halved by ZeRO-1 on 2 ranks (up to the shard padding and
+  // the 256-byte alignment of the two moment buffers).
+  const int64_t one = optimizer_state_bytes(d.path / "one.log");
+  const int64_t plain = optimizer_state_bytes(d.path / "plain.log");
+  const int64_t zero1 = optimizer_state_bytes(d.path / "zero1.log");
+  std::printf("mpi: optimizer state per rank: 1 rank %ld, 2 ranks %ld, 2 ranks ZeRO-1 %ld bytes\n",
+              static_cast<long>(one), static_cast<long>(plain), static_cast<long>(zero1));
+  CHECK(plain == one);
+  CHECK(zero1 < plain);
+  CHECK(std::abs(2.0 * zero1 - plain) / plain < 0.01);
+  // Every rank wrote its moments shard; there is no per-tensor optim.safetensors.
+  const fs::path ckpt = *meap::latest_checkpoint((d.path / "zero1").string());
+  CHECK(fs::exists(ckpt / "optim-rank0-of-2.safetensors"));
+  CHECK(fs::exists(ckpt / "optim-rank1-of-2.safetensors"));
+  CHECK(!fs::exists(ckpt / "optim.safetensors"));
+  CHECK(meap::read_checkpoint_manifest(ckpt.string()).zero1);
+}
+
+TEST_CASE("mpi: ZeRO-1 checkpoints resume on another number of ranks, with or without it",
+          "[mpi][zero1]") {
+  ScratchDir d("mpi-zero1-resume");
+  const fs::path config = write_micro_config(d.path);
+  // As in the resume test above: warmup covers every step, so a run stopped at
+  // max_steps=6 continues exactly as an uninterrupted one.
+  const std::vector<std::string> common = {"train", config.string(), "optim.warmup_steps=20",
+                                           "checkpoint.interval=3"};
+  auto args = [&](const std::string& out, int steps, bool resume, bool zero1) {
+    auto a = common;
+    a.push_back("run.out_dir=" + out);
+    a.push_back("train.max_steps=" + std::to_string(steps));
+    if (zero1) a.push_back("dist.zero1=true");
+    if (resume) a.push_back("--resume");
+    return a;
+  };
+  const std::string ref = (d.path / "reference").string();
+  run_ranks(1, args(ref, 12, false, false), d.path / "ref.log");
+
+  // 2 ranks with ZeRO-1, then 1 rank without.
+  const std::string sharded_then_one = (d.path / "zero1-then-one").string();
+  run_ranks(2, args(sharded_then_one, 6, false, true), d.path / "a1.log");
+  const fs::path mid = *meap::latest_checkpoint(sharded_then_one);
+  CHECK(fs::exists(mid / "optim-rank1-of-2.safetensors"));
+  CHECK(meap::read_checkpoint_manifest(mid.string()).world_size == 2);
+  run_ranks(1, args(sharded_then_one, 12, true, false), d.path / "a2.log");
+  require_same_training(ref, sharded_then_one, 12);
+  CHECK(fs::exists(fs::path(*meap::latest_checkpoint(sharded_then_one)) / "optim.safetensors"));
+
+  // 1 rank without, then 2 ranks with ZeRO-1.
+  const std::string one_then_sharded = (d.path / "one-then-zero1").string();
+  run_ranks(1, args(one_then_sharded, 6, false, false), d.path / "b1.log");
+  run_ranks(2, args(one_then_sharded, 12, true, true), d.path / "b2.log");
+  require_same_training(ref, one_then_sharded, 12);
 }
