@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "meap/file_io.hpp"
 #include "meap/llama_io.hpp"
 #include "meap/safetensors.hpp"
 
@@ -28,29 +29,6 @@ std::string step_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "step-%08ld", static_cast<long>(step));
   return buf;
-}
-
-void fsync_path(const fs::path& p, bool directory) {
-  const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) fail("cannot open ", p.string(), " to fsync: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && !(directory && err == EINVAL))
-    fail("fsync of ", p.string(), " failed: ", std::strerror(err));
-}
-
-// Writes text to path through a temporary file, fsynced, then renamed.
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) fail("cannot write ", tmp.string(), ": ", std::strerror(errno));
-  }
-  fsync_path(tmp, false);
-  fs::rename(tmp, path);
 }
 
 std::string read_text(const fs::path& path) {
@@ -191,7 +169,7 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
   }
   if (!tokenizer_path.empty()) {
     fs::copy_file(tokenizer_path, tmp / "tokenizer.model");
-    fsync_path(tmp / "tokenizer.model", false);
+    fsync_file((tmp / "tokenizer.model").string());
   }
   const nlohmann::json j = {
       {"format", kFormat},
@@ -204,8 +182,8 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
       {"seed", manifest.seed},
       {"train_loss", manifest.train_loss},
       {"config", manifest.config_yaml}};
-  write_file_atomic(tmp / "manifest.json", j.dump(2) + "\n");
-  fsync_path(tmp, true);
+  write_file_atomic((tmp / "manifest.json").string(), j.dump(2) + "\n");
+  fsync_directory(tmp.string());
 
   // Replacing a checkpoint of the same step (a resumed run reaching it again): the old one
   // stays complete until the new one is in place.
@@ -213,11 +191,11 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
   fs::remove_all(old);
   if (fs::exists(final_dir)) fs::rename(final_dir, old);
   fs::rename(tmp, final_dir);
-  fsync_path(dir, true);
+  fsync_directory(dir.string());
   fs::remove_all(old);
 
-  write_file_atomic(dir / "latest", name + "\n");
-  fsync_path(dir, true);
+  write_file_atomic((dir / "latest").string(), name + "\n");
+  fsync_directory(dir.string());
 
   // Prune the oldest, never the one just written. A directory is first renamed to a
   // dot-name, so a kill inside remove_all leaves no half-deleted step-* behind; leftovers

@@ -13,6 +13,7 @@
 #include "meap/arena.hpp"
 #include "meap/checkpoint.hpp"
 #include "meap/communicator.hpp"
+#include "meap/human_format.hpp"
 #include "meap/llama.hpp"
 #include "meap/lr_schedule.hpp"
 #include "meap/token_streamer.hpp"
@@ -26,16 +27,6 @@ namespace meap {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string format_duration(double seconds) {
-  const long s = static_cast<long>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
 
 void check_vocab(const char* what, const std::string& where, int64_t found, int64_t model) {
   if (found != model)
@@ -157,7 +148,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   if (opt.resume && existing) {
     const CheckpointManifest man = read_checkpoint_manifest(*existing);
     const Config saved = parse_config(man.config_yaml, {}, *existing + "/manifest.json");
-    if (config_to_yaml(Config{.model = saved.model}) != config_to_yaml(Config{.model = cfg.model}))
+    if (saved.model != cfg.model)
       fail("the checkpoint ", *existing, " is of another model shape than this config's model "
            "section; resume with the config it was written with");
     load_checkpoint_tensors(*existing, model, m, v, shard.begin);
@@ -275,8 +266,8 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       const double eta = elapsed / (step - result.start_step) * (cfg.train.max_steps - step);
       say(quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | "
           "elapsed {} | ETA {}",
-          step, cfg.train.max_steps, loss, lr, grad_norm, tok_s, format_duration(elapsed),
-          format_duration(eta));
+          step, cfg.train.max_steps, loss, lr, grad_norm, tok_s, human_duration(elapsed),
+          human_duration(eta));
       write_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
                      {"tokens_per_s", tok_s}, {"tokens_seen", tokens_seen},
                      {"elapsed_s", elapsed}});
