@@ -1,7 +1,8 @@
-// Communicator: the collectives data-parallel training needs, over host buffers (MPI) or,
-// later, device buffers (NCCL). Local is the one-process case. Every collective is guarded
-// by a watchdog: one still waiting after dist.timeout_s (a rank died) ends the process with
-// a message naming it, instead of hanging forever.
+// Communicator: the collectives data-parallel training needs, over host buffers (MPI) or
+// device buffers (NCCL: f32, f64 and bf16; each call returns once the GPU is done). Local is
+// the one-process case. Every collective is guarded by a watchdog: one still waiting after
+// dist.timeout_s (a rank died) ends the process (MPI) or aborts the NCCL communicator and
+// throws, with a message naming it, instead of hanging forever.
 #pragma once
 
 #include <memory>
@@ -46,8 +47,10 @@ class Communicator {
   virtual void barrier(const char* what) = 0;
 };
 
-// Local when this is a single process; Mpi when launched with several ranks (a clear error
-// when this build has no MPI). timeout_s arms the collectives' watchdog.
-std::unique_ptr<Communicator> make_communicator(double timeout_s);
+// Local when this is a single process; with several ranks, Mpi for host buffers
+// (buffers = Device::cpu) or Nccl for device buffers (Device::cuda: NCCL bootstrapped over
+// MPI, each rank on GPU local_rank % device count), a clear error when this build lacks
+// them. timeout_s arms the collectives' watchdog (NCCL: aborts the communicator and throws).
+std::unique_ptr<Communicator> make_communicator(double timeout_s, Device buffers = Device::cpu);
 
 }  // namespace meap

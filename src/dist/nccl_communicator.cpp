@@ -1,0 +1,362 @@
+// NcclCommunicator: the collectives over device buffers, on a non-blocking NCCL communicator
+// and a stream of its own. The host waits for each collective by polling the stream and
+// NCCL's async error, so a dead or hung peer ends in ncclCommAbort and a meap::Error after
+// dist.timeout_s rather than a hang. Host doubles and the barrier go over MPI (see below).
+#if defined(MEAP_WITH_NCCL) && defined(MEAP_WITH_MPI)
+
+#include "nccl_communicator.hpp"
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "local_communicator.hpp"
+#include "meap/error.hpp"
+#include "watchdog.hpp"
+
+// NCCL's own words on its last error (the communicator argument is unused today).
+static const char* meap_nccl_last_error(ncclComm_t comm) {
+  const char* m = ncclGetLastError(comm);
+  return m && *m ? m : "no further detail";
+}
+
+// Every NCCL call. On a non-blocking communicator a call may answer ncclInProgress: it has
+// started, and its completion (or failure) shows later through ncclCommGetAsyncError, which
+// the waits below poll -- so ncclInProgress is not an error here.
+#define MEAP_NCCL_CHECK(call)                                                             \
+  do {                                                                                    \
+    const ncclResult_t meap_nccl_rc_ = (call);                                            \
+    if (meap_nccl_rc_ != ncclSuccess && meap_nccl_rc_ != ncclInProgress)                  \
+      ::meap::fail("NCCL error in ", #call, " at ", __FILE__, ":", __LINE__, ": ",        \
+                   ncclGetErrorString(meap_nccl_rc_), " (",                               \
+                   meap_nccl_last_error(nullptr), ")");                         \
+  } while (0)
+
+#define MEAP_MPI_CHECK(call)                                                   \
+  do {                                                                         \
+    const int meap_mpi_rc_ = (call);                                           \
+    if (meap_mpi_rc_ != MPI_SUCCESS) {                                         \
+      char meap_mpi_msg_[MPI_MAX_ERROR_STRING];                                \
+      int meap_mpi_len_ = 0;                                                   \
+      MPI_Error_string(meap_mpi_rc_, meap_mpi_msg_, &meap_mpi_len_);           \
+      ::meap::fail("MPI error in ", #call, ": ", meap_mpi_msg_);               \
+    }                                                                          \
+  } while (0)
+
+namespace meap {
+
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s);
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+ncclDataType_t nccl_type(DType d, const char* what) {
+  switch (d) {
+    case DType::f32: return ncclFloat32;
+    case DType::f64: return ncclFloat64;
+    case DType::bf16: return ncclBfloat16;
+    default: fail(what, ": NCCL collectives take f32, f64 or bf16 buffers, not ", dtype_name(d));
+  }
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(double timeout_s, const RankInfo& info)
+      : timeout_s_(timeout_s), rank_(info.rank), size_(info.world_size) {
+    MEAP_CHECK(size_ >= 1 && rank_ >= 0 && rank_ < size_, "rank ", rank_, " of ", size_);
+    MEAP_CHECK(timeout_s_ > 0, "dist.timeout_s must be positive");
+    // The host side. Several ranks: MPI, which also carries NCCL's unique id (MPI starts here,
+    // exactly as the MPI communicator starts it, and ends when host_ goes, after NCCL). One
+    // rank: nothing to exchange, and no MPI singleton start-up to depend on.
+    if (size_ > 1) {
+      host_ = make_mpi_communicator(timeout_s);
+      if (host_->world_size() != size_ || host_->rank() != rank_)
+        fail("MPI reports rank ", host_->rank(), " of ", host_->world_size(), " but the ",
+             info.launcher, " environment says ", rank_, " of ", size_);
+    } else {
+      host_ = std::make_unique<LocalCommunicator>();
+    }
+
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+      cudaGetLastError();
+      fail("rank ", rank_, ": the NCCL communicator needs a CUDA GPU, but none is visible (",
+           e == cudaSuccess ? "no device" : cudaGetErrorString(e),
+           "); check the driver and CUDA_VISIBLE_DEVICES");
+    }
+    device_ = info.local_rank % count;
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+
+    ncclUniqueId id{};
+    if (rank_ == 0) MEAP_NCCL_CHECK(ncclGetUniqueId(&id));
+    if (size_ > 1) {
+      // A rank that died before the broadcast would hang the others: the same watchdog as
+      // every MPI collective ends the process.
+      CollectiveWatchdog dog(timeout_s_, [this](const std::string& what) {
+        std::fprintf(stderr,
+                     "meap: rank %d: collective '%s' did not complete within %.0f s "
+                     "(dist.timeout_s): another rank died or hangs; aborting\n",
+                     rank_, what.c_str(), timeout_s_);
+        std::fflush(stderr);
+        std::_Exit(1);
+      });
+      CollectiveWatchdog::Armed armed(dog, "NCCL unique id broadcast");
+      MEAP_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
+    }
+
+    try {
+      // A blocking stream (not cudaStreamNonBlocking): work queued on the legacy default
+      // stream, where the CUDA backend launches, is ordered before our collectives.
+      MEAP_CUDA_CHECK(cudaStreamCreate(&stream_));
+      ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+      config.blocking = 0;
+      MEAP_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
+      wait_state("NCCL init");
+    } catch (...) {
+      release_after_failure();
+      throw;
+    }
+  }
+
+  ~NcclCommunicator() override {
+    // Never throws. Finalize flushes and quiesces (non-blocking: poll it, within the
+    // timeout); a communicator that fails or outlives it is aborted instead.
+    try {
+      if (comm_ && !aborted_) {
+        cudaSetDevice(device_);
+        const ncclResult_t fin = ncclCommFinalize(comm_);
+        bool clean = fin == ncclSuccess || fin == ncclInProgress;
+        const auto deadline = deadline_from_now();
+        ncclResult_t st = ncclInProgress;
+        for (int spins = 0; clean; ++spins) {
+          if (ncclCommGetAsyncError(comm_, &st) != ncclSuccess) clean = false;
+          else if (st != ncclInProgress) break;
+          else if (Clock::now() > deadline) clean = false;
+          else pause(spins);
+        }
+        if (clean && st == ncclSuccess) ncclCommDestroy(comm_);
+        else ncclCommAbort(comm_);
+        comm_ = nullptr;
+      }
+      if (stream_) cudaStreamDestroy(stream_);
+      stream_ = nullptr;
+    } catch (...) {
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string name() const override { return "nccl"; }
+
+  void all_reduce_sum(const Tensor& t, const char* what) override {
+    check_device(t, what);
+    const ncclDataType_t type = nccl_type(t.dtype, what);
+    if (t.numel() == 0) return;
+    usable(what);
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    const auto deadline = deadline_from_now();
+    MEAP_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), type, ncclSum,
+                                  comm_, stream_));
+    wait_collective(what, deadline);
+  }
+
+  // The few host doubles (loss sums, token weights, the stop vote) go over MPI, already up
+  // for the bootstrap: a device round trip (copy in, NCCL, copy out, sync) for 3 numbers
+  // would only add CUDA calls that can fail, and the MPI path has its watchdog.
+  void all_reduce_sum(double* values, int n, const char* what) override {
+    host_->all_reduce_sum(values, n, what);
+  }
+
+  void reduce_scatter_sum(const Tensor& full, const Tensor& shard, const char* what) override {
+    check_device(full, what);
+    check_device(shard, what);
+    check_shards(full, shard, what);
+    const ncclDataType_t type = nccl_type(full.dtype, what);
+    const size_t es = dtype_size(full.dtype);
+    const int64_t S = shard.numel();
+    if (S == 0) return;
+    char* in = static_cast<char*>(full.data);
+    char* out = static_cast<char*>(shard.data);
+    // Our in-place convention is MPI's (the result lands in full's first S elements); NCCL's
+    // in-place form puts it at full + rank * S. So in place, reduce there and move it down
+    // (rank 0: already there); the two ranges are disjoint for rank >= 1.
+    const bool in_place = out == in;
+    MEAP_CHECK(in_place || out + S * es <= in || in + full.nbytes() <= out, what,
+               ": the shard overlaps the full buffer other than at its start");
+    usable(what);
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    char* target = in_place ? in + rank_ * S * es : out;
+    const auto deadline = deadline_from_now();
+    MEAP_NCCL_CHECK(ncclReduceScatter(in, target, static_cast<size_t>(S), type, ncclSum, comm_,
+                                      stream_));
+    if (in_place && rank_ != 0) {
+      // A non-blocking call may return before its kernel is on the stream: the copy must
+      // queue behind it, so wait for the enqueue first.
+      wait_collective(what, deadline, /*enqueued_only=*/true);
+      const cudaError_t e = cudaMemcpyAsync(out, target, S * es, cudaMemcpyDeviceToDevice, stream_);
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        abort_comm();
+        fail("rank ", rank_, ": collective '", what, "': moving the shard down failed: ",
+             cudaGetErrorString(e), "; NCCL communicator aborted");
+      }
+    }
+    wait_collective(what, deadline);
+  }
+
+  void all_gather(const Tensor& shard, const Tensor& full, const char* what) override {
+    check_device(full, what);
+    check_device(shard, what);
+    check_shards(full, shard, what);
+    const ncclDataType_t type = nccl_type(full.dtype, what);
+    const size_t es = dtype_size(full.dtype);
+    const int64_t S = shard.numel();
+    if (S == 0) return;
+    char* all = static_cast<char*>(full.data);
+    char* mine = all + rank_ * S * es;
+    // NCCL's in-place all-gather (send buffer = full + rank * S) is exactly ours.
+    const bool in_place = shard.data == mine;
+    MEAP_CHECK(in_place || static_cast<char*>(shard.data) + S * es <= all ||
+                   all + full.nbytes() <= static_cast<char*>(shard.data),
+               what, ": the shard overlaps the full buffer at another rank's place");
+    usable(what);
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    const auto deadline = deadline_from_now();
+    MEAP_NCCL_CHECK(ncclAllGather(shard.data, all, static_cast<size_t>(S), type, comm_, stream_));
+    wait_collective(what, deadline);
+  }
+
+  // Every device collective has completed when its call returns, so a barrier has only the
+  // ranks to line up: MPI's, under its watchdog.
+  void barrier(const char* what) override { host_->barrier(what); }
+
+ private:
+  static void check_device(const Tensor& t, const char* what) {
+    MEAP_CHECK(t.device == Device::cuda, what, ": NCCL collectives take device buffers");
+  }
+
+  void check_shards(const Tensor& full, const Tensor& shard, const char* what) const {
+    MEAP_CHECK(full.dtype == shard.dtype, what, ": shard collectives take buffers of one dtype");
+    MEAP_CHECK(full.numel() == shard.numel() * size_, what, ": full buffer of ", full.numel(),
+               " elements is not ", size_, " shards of ", shard.numel());
+  }
+
+  void usable(const char* what) const {
+    if (aborted_)
+      fail(what, ": the NCCL communicator was aborted after an earlier failure; restart the "
+                 "job (from the last checkpoint)");
+  }
+
+  Clock::time_point deadline_from_now() const {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(timeout_s_));
+  }
+
+  // Short waits first (a small collective finishes in microseconds), then 100 us sleeps,
+  // so a long all-reduce does not burn a core.
+  static void pause(int spins) {
+    if (spins < 1000)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+
+  void abort_comm() {
+    if (comm_ && !aborted_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    aborted_ = true;
+  }
+
+  void release_after_failure() noexcept {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+    aborted_ = true;
+  }
+
+  // Init (and nothing queued on the stream): wait until NCCL's state leaves ncclInProgress.
+  void wait_state(const char* what) {
+    const auto deadline = deadline_from_now();
+    for (int spins = 0;; ++spins) {
+      ncclResult_t st = ncclSuccess;
+      MEAP_NCCL_CHECK(ncclCommGetAsyncError(comm_, &st));
+      if (st == ncclSuccess) return;
+      if (st != ncclInProgress) {
+        const std::string detail = meap_nccl_last_error(comm_);
+        abort_comm();
+        fail("rank ", rank_, ": ", what, " failed: ", ncclGetErrorString(st), " (", detail,
+             "); NCCL_DEBUG=INFO tells more");
+      }
+      if (Clock::now() > deadline) {
+        abort_comm();
+        fail("rank ", rank_, ": ", what, " did not complete within ", timeout_s_,
+             " s (dist.timeout_s): another rank died, hangs or cannot be reached (check "
+             "NCCL_SOCKET_IFNAME; NCCL_DEBUG=INFO tells more); communicator aborted");
+      }
+      pause(spins);
+    }
+  }
+
+  // A queued collective: done when NCCL's state is no longer in progress (the enqueue has
+  // finished) and, unless enqueued_only, the stream has drained; an NCCL error or the
+  // deadline aborts.
+  void wait_collective(const char* what, Clock::time_point deadline, bool enqueued_only = false) {
+    for (int spins = 0;; ++spins) {
+      ncclResult_t st = ncclSuccess;
+      const ncclResult_t rc = ncclCommGetAsyncError(comm_, &st);
+      if (rc != ncclSuccess) st = rc;
+      if (st != ncclSuccess && st != ncclInProgress) {
+        const std::string detail = meap_nccl_last_error(comm_);
+        abort_comm();
+        fail("rank ", rank_, ": collective '", what, "' failed: ", ncclGetErrorString(st), " (",
+             detail, "); NCCL communicator aborted");
+      }
+      if (st == ncclSuccess) {
+        if (enqueued_only) return;
+        const cudaError_t q = cudaStreamQuery(stream_);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady) {
+          cudaGetLastError();
+          abort_comm();
+          fail("rank ", rank_, ": collective '", what, "' failed on the GPU: ",
+               cudaGetErrorString(q), "; NCCL communicator aborted");
+        }
+      }
+      if (Clock::now() > deadline) {
+        abort_comm();
+        fail("rank ", rank_, ": collective '", what, "' did not complete within ", timeout_s_,
+             " s (dist.timeout_s): another rank died or hangs; NCCL communicator aborted");
+      }
+      pause(spins);
+    }
+  }
+
+  double timeout_s_;
+  int rank_ = 0, size_ = 1;
+  std::unique_ptr<Communicator> host_;  // declared first: ends (MPI_Finalize) after NCCL
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  ncclComm_t comm_ = nullptr;
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(double timeout_s, const RankInfo& info) {
+  return std::make_unique<NcclCommunicator>(timeout_s, info);
+}
+
+}  // namespace meap
+
+#endif  // MEAP_WITH_NCCL && MEAP_WITH_MPI
