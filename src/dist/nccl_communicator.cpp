@@ -21,6 +21,7 @@
 #include "local_communicator.hpp"
 #include "meap/error.hpp"
 #include "watchdog.hpp"
+#include "mpi_check.hpp"
 
 // NCCL's own words on its last error (the communicator argument is unused today).
 static const char* meap_nccl_last_error(ncclComm_t comm) {
@@ -40,16 +41,6 @@ static const char* meap_nccl_last_error(ncclComm_t comm) {
                    meap_nccl_last_error(nullptr), ")");                         \
   } while (0)
 
-#define MEAP_MPI_CHECK(call)                                                   \
-  do {                                                                         \
-    const int meap_mpi_rc_ = (call);                                           \
-    if (meap_mpi_rc_ != MPI_SUCCESS) {                                         \
-      char meap_mpi_msg_[MPI_MAX_ERROR_STRING];                                \
-      int meap_mpi_len_ = 0;                                                   \
-      MPI_Error_string(meap_mpi_rc_, meap_mpi_msg_, &meap_mpi_len_);           \
-      ::meap::fail("MPI error in ", #call, ": ", meap_mpi_msg_);               \
-    }                                                                          \
-  } while (0)
 
 namespace meap {
 
