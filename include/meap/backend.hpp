@@ -7,6 +7,15 @@
 //  - Weight gradients ACCUMULATE (+=) so micro-batches add up; the caller zeroes them.
 //  - Activation gradients OVERWRITE their output, except rmsnorm_backward's dx (+=,
 //    which is how the residual stream's two gradient paths add up).
+//
+// Precisions (Llama's dtype; train.precision):
+//  - f32 / f64: every floating-point tensor of an op has that dtype (f64 on the CPU only,
+//    for gradient checks). Loss weights are always f32, token ids i32.
+//  - bf16 (CUDA only): weights and activations are bf16; weight gradients (dtable,
+//    dweight, dw) are f32 so micro-batches accumulate without rounding; the per-row
+//    statistics (rmsnorm rstd, attention lse, per-token losses) and the rotary tables are
+//    f32. The optimizer ops see f32 only: fp32 master weights, f32 gradients and moments,
+//    and adamw_update writes the bf16 working copy the forward reads.
 #pragma once
 
 #include <memory>
@@ -36,6 +45,9 @@ class Backend {
   virtual void copy_to_host(void* host, const Tensor& src) = 0;          // src.nbytes()
   virtual void fill_zero(const Tensor& t) = 0;
   virtual void synchronize() = 0;
+  // dst = src converted element-wise (same numel): f32 <-> bf16 (round to nearest even),
+  // f32 <-> f64, or a plain copy when the dtypes agree.
+  virtual void cast(const Tensor& dst, const Tensor& src) = 0;
 
   // ---- embedding -------------------------------------------------------------
   // out (N, C) = table[tokens]; tokens (N) i32, table (V, C).
@@ -108,8 +120,11 @@ class Backend {
   // One AdamW update of param from grad, with first/second moments m, v (all the same
   // shape and dtype). lr already includes the schedule; weight decay is decoupled:
   // param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param). step is 1-based.
+  // working_copy: empty, or a bf16 tensor of param's numel that receives the updated
+  // param rounded to bf16 (mixed precision: param is the fp32 master).
   virtual void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m,
-                            const Tensor& v, const AdamWStep& hp) = 0;
+                            const Tensor& v, const AdamWStep& hp,
+                            const Tensor& working_copy) = 0;
 };
 
 // "cpu", "cuda" or "auto" (cuda when compiled in and a GPU is present, else cpu).

@@ -242,7 +242,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
                             zero1 ? flat_view(grad_shard, local, seg.length)
                                   : flat_view(grads, seg.offset, seg.length),
                             flat_view(m, local, seg.length), flat_view(v, local, seg.length),
-                            hp);
+                            hp, Tensor{});
     }
     if (zero1)  // every rank gets the others' updated shards
       comm.all_gather(flat_view(params, shard.begin, shard.length), params,

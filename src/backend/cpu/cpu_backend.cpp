@@ -2,6 +2,7 @@
 // dispatches each op to the float or double kernel by the tensors' dtype.
 #include "cpu_backend.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -46,6 +47,42 @@ void CpuBackend::copy_to_host(void* host, const Tensor& src) {
 }
 
 void CpuBackend::fill_zero(const Tensor& t) { std::memset(t.data, 0, t.nbytes()); }
+
+void CpuBackend::cast(const Tensor& dst, const Tensor& src) {
+  const int64_t n = src.numel();
+  MEAP_CHECK(dst.numel() == n, "cast of ", src.shape_string(), " into ", dst.shape_string());
+  if (dst.dtype == src.dtype) {
+    std::memcpy(dst.data, src.data, src.nbytes());
+    return;
+  }
+  const auto unsupported = [&] {
+    fail("cast from ", dtype_name(src.dtype), " to ", dtype_name(dst.dtype), " is not supported");
+  };
+  if (src.dtype == DType::f32) {
+    const float* s = src.as<float>();
+    if (dst.dtype == DType::bf16) {
+      uint16_t* d = dst.as<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+    } else if (dst.dtype == DType::f64) {
+      std::copy_n(s, n, dst.as<double>());
+    } else {
+      unsupported();
+    }
+  } else if (dst.dtype == DType::f32) {
+    float* d = dst.as<float>();
+    if (src.dtype == DType::bf16) {
+      const uint16_t* s = src.as<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+    } else if (src.dtype == DType::f64) {
+      const double* s = src.as<double>();
+      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
+    } else {
+      unsupported();
+    }
+  } else {
+    unsupported();
+  }
+}
 
 void CpuBackend::embedding_forward(const Tensor& out, const Tensor& tokens,
                                    const Tensor& table) {
@@ -236,15 +273,19 @@ void CpuBackend::scale(const Tensor& t, double factor) {
 }
 
 void CpuBackend::adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m,
-                              const Tensor& v, const AdamWStep& hp) {
+                              const Tensor& v, const AdamWStep& hp, const Tensor& working_copy) {
   require_same_float_type({&param, &grad, &m, &v});
   const int64_t n = param.numel();
   MEAP_CHECK(grad.numel() == n && m.numel() == n && v.numel() == n, "adamw shapes");
+  MEAP_CHECK(working_copy.empty() || (working_copy.dtype == DType::bf16 &&
+                                      working_copy.numel() == n && param.dtype == DType::f32),
+             "adamw working copy must be bf16 of the f32 master's size");
   dispatch(param.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, hp.lr, hp.beta1,
                       hp.beta2, hp.eps, hp.weight_decay, hp.step);
   });
+  if (!working_copy.empty()) cast(working_copy, param);
 }
 
 }  // namespace meap

@@ -16,6 +16,7 @@ class CpuBackend final : public Backend {
   void copy_from_host(const Tensor& dst, const void* host) override;
   void copy_to_host(void* host, const Tensor& src) override;
   void fill_zero(const Tensor& t) override;
+  void cast(const Tensor& dst, const Tensor& src) override;
   void synchronize() override {}
 
   void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
@@ -48,7 +49,7 @@ class CpuBackend final : public Backend {
   double sum_squares(const Tensor& t) override;
   void scale(const Tensor& t, double factor) override;
   void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                    const AdamWStep& hp) override;
+                    const AdamWStep& hp, const Tensor& working_copy) override;
 
  private:
   void rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
