@@ -25,12 +25,21 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Debian's interpreter, not a pyenv one on PATH: only it sees python3-torch.
-python_requirements=(safetensors==0.4.5)
+# Debian's interpreter, not a pyenv one on PATH: only it sees python3-torch (1.13).
+# transformers 4.46 is the last line that runs on torch 1.13; the export tests (tests/export)
+# load our exports with it. sentencepiece + protobuf let it convert tokenizer.model.
+python_requirements=(safetensors==0.4.5 transformers==4.46.3 tokenizers==0.20.3
+                     huggingface-hub==0.26.5 sentencepiece==0.2.0 protobuf==5.29.3)
 if [ ! -x .venv/bin/python3 ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-if ! .venv/bin/python3 -c "import safetensors, torch, numpy" 2>/dev/null; then
+missing_python=()
+for r in "${python_requirements[@]}"; do
+  have=$(.venv/bin/python3 -c "import importlib.metadata as m; print(m.version('${r%%==*}'))" 2>/dev/null || true)
+  [ "$have" = "${r##*==}" ] || missing_python+=("$r")
+done
+if ((${#missing_python[@]})); then
+  echo "install_deps: pip installing ${missing_python[*]}"
   .venv/bin/python3 -m pip install -q "${python_requirements[@]}"
 fi
 echo "install_deps: all present"

@@ -64,6 +64,12 @@ void write_moment_shard(const std::string& staging_dir, int rank, int world_size
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 
 CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir);
+// Writes checkpoint_dir/manifest.json atomically (commit_checkpoint and `meap import`).
+void write_checkpoint_manifest(const std::string& checkpoint_dir,
+                               const CheckpointManifest& manifest);
+// A checkpoint directory as given (it holds manifest.json), or the latest complete
+// checkpoint of a run directory; throws naming the path otherwise.
+std::string resolve_checkpoint_dir(const std::string& path);
 
 // Loads weights (and the moments, when m and v are given) into an already built model.
 // Refuses a checkpoint of another model shape, naming the tensor. m and v (1-D or the

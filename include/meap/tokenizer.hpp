@@ -42,6 +42,11 @@ class Tokenizer {
   int32_t eos_id() const { return eos_id_; }
   int32_t pad_id() const { return pad_id_; }
   int32_t mask_id() const { return mask_id_; }
+  int32_t unk_id() const { return unk_id_; }
+  // True when the model file has no [MASK] piece and mask_id() is the appended last id.
+  bool mask_appended() const { return mask_appended_; }
+  // The piece's text ("<s>", "▁the", "<0x0A>", ...); "[MASK]" for mask_id().
+  std::string piece(int32_t id) const;
   const std::string& path() const { return path_; }
 
   std::vector<int32_t> encode(std::string_view text) const;
@@ -52,7 +57,7 @@ class Tokenizer {
   Tokenizer() = default;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   std::string path_;
-  int32_t vocab_size_ = 0, bos_id_ = -1, eos_id_ = -1, pad_id_ = -1, mask_id_ = -1;
+  int32_t vocab_size_ = 0, bos_id_ = -1, eos_id_ = -1, pad_id_ = -1, mask_id_ = -1, unk_id_ = -1;
   bool mask_appended_ = false;
 };
 

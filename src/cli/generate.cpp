@@ -79,15 +79,6 @@ double parse_double(const std::string& option, const std::string& value) {
   fail(option, " expects a number, got '", value, "'");
 }
 
-// A checkpoint directory as given, or the latest checkpoint of a run directory.
-std::string resolve_checkpoint(const std::string& path) {
-  if (!fs::is_directory(path)) fail(path, " is not a directory (expected a checkpoint or run dir)");
-  if (fs::exists(fs::path(path) / "manifest.json")) return path;
-  if (auto latest = latest_checkpoint(path)) return *latest;
-  fail(path, " is neither a checkpoint (no manifest.json) nor a run directory with a complete "
-       "checkpoint (no checkpoints/step-*/manifest.json)");
-}
-
 // Streams the decoded text. SentencePiece pieces do not always end on a character
 // boundary (byte fallback), so the whole continuation is decoded again each time and only
 // the new, settled suffix is printed; trailing U+FFFD (an incomplete UTF-8 sequence for
@@ -168,7 +159,7 @@ int generate_command(const Args& args) {
   }
   validate_sampling_options(options);
 
-  const std::string checkpoint = resolve_checkpoint(path);
+  const std::string checkpoint = resolve_checkpoint_dir(path);
   const CheckpointManifest manifest = read_checkpoint_manifest(checkpoint);
   const Config config =
       parse_config(manifest.config_yaml, {}, (fs::path(checkpoint) / "manifest.json").string());

@@ -21,6 +21,10 @@ constexpr Command kCommands[] = {
      "CONFIG.yaml [key=value ...] [--resume]  pre-train with MEAP (or NTP: mask_ratio=0)"},
     {"generate", meap::cli::generate_command,
      "CHECKPOINT_DIR --prompt TEXT [options]  sample a continuation from a trained model"},
+    {"export", meap::cli::export_command,
+     "CHECKPOINT_DIR --out DIR [--dtype fp32|bf16]  Hugging Face LlamaForCausalLM directory"},
+    {"import", meap::cli::import_command,
+     "HF_DIR --out CHECKPOINT_DIR  a Hugging Face Llama as a meap checkpoint"},
     {"inspect", meap::cli::inspect_command,
      "CONFIG.yaml [key=value ...]  parameters, FLOPs per token and memory per device"},
 };

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cctype>
 #include <cstdio>
+#include <utility>
+
+#include "meap/error.hpp"
 
 namespace meap {
 
@@ -38,6 +42,24 @@ std::string human_duration(double seconds) {
   else
     std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
   return buf;
+}
+
+uint64_t parse_byte_size(const std::string& text, const std::string& what) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  std::string unit = text.substr(digits);
+  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const std::pair<const char*, uint64_t> units[] = {
+      {"", 1},           {"B", 1},           {"KB", 1000ull},     {"MB", 1000ull * 1000},
+      {"GB", 1000ull * 1000 * 1000},         {"KIB", 1ull << 10}, {"MIB", 1ull << 20},
+      {"GIB", 1ull << 30}};
+  if (digits > 0 && digits <= 12) {
+    const uint64_t n = std::stoull(text.substr(0, digits));
+    for (const auto& [name, scale] : units)
+      if (unit == name && n > 0) return n * scale;
+  }
+  fail(what, " expects a positive size such as 5GB, 500MB, 2GiB or 4096 (bytes), got '", text,
+       "'");
 }
 
 }  // namespace meap

@@ -43,6 +43,7 @@ Tokenizer Tokenizer::load(const std::string& model_path) {
   t.bos_id_ = t.sp_->bos_id();
   t.eos_id_ = t.sp_->eos_id();
   t.pad_id_ = t.sp_->pad_id();
+  t.unk_id_ = t.sp_->unk_id();
   const int mask = t.sp_->PieceToId(kMaskPiece);
   if (mask != t.sp_->unk_id() && t.sp_->IsControl(mask)) {
     t.mask_id_ = mask;
@@ -67,6 +68,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   const auto status = sp_->Encode(text, &ids);
   if (!status.ok()) fail("tokenizer encode failed: ", status.ToString());
   return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+  if (id < 0 || id >= vocab_size_)
+    fail("token id ", id, " is outside the tokenizer's vocabulary [0, ", vocab_size_, ")");
+  if (id == mask_id_) return kMaskPiece;
+  return sp_->IdToPiece(id);
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {

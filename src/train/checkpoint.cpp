@@ -150,6 +150,22 @@ void write_moment_shard(const std::string& staging_dir, int rank, int world_size
   w.write((fs::path(staging_dir) / moment_shard_file_name(rank, world_size)).string());
 }
 
+void write_checkpoint_manifest(const std::string& checkpoint_dir,
+                               const CheckpointManifest& manifest) {
+  const nlohmann::json j = {
+      {"format", kFormat},
+      {"version", kVersion},
+      {"step", manifest.step},
+      {"tokens_seen", manifest.tokens_seen},
+      {"streamer", {{"epoch", manifest.streamer.epoch}, {"batch", manifest.streamer.batch}}},
+      {"world_size", manifest.world_size},
+      {"zero1", manifest.zero1},
+      {"seed", manifest.seed},
+      {"train_loss", manifest.train_loss},
+      {"config", manifest.config_yaml}};
+  write_file_atomic((fs::path(checkpoint_dir) / "manifest.json").string(), j.dump(2) + "\n");
+}
+
 std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
                               const CheckpointTensors& tensors, const std::string& tokenizer_path,
                               int keep_last) {
@@ -171,18 +187,7 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
     fs::copy_file(tokenizer_path, tmp / "tokenizer.model");
     fsync_file((tmp / "tokenizer.model").string());
   }
-  const nlohmann::json j = {
-      {"format", kFormat},
-      {"version", kVersion},
-      {"step", manifest.step},
-      {"tokens_seen", manifest.tokens_seen},
-      {"streamer", {{"epoch", manifest.streamer.epoch}, {"batch", manifest.streamer.batch}}},
-      {"world_size", manifest.world_size},
-      {"zero1", manifest.zero1},
-      {"seed", manifest.seed},
-      {"train_loss", manifest.train_loss},
-      {"config", manifest.config_yaml}};
-  write_file_atomic((tmp / "manifest.json").string(), j.dump(2) + "\n");
+  write_checkpoint_manifest(tmp.string(), manifest);
   fsync_directory(tmp.string());
 
   // Replacing a checkpoint of the same step (a resumed run reaching it again): the old one
@@ -230,6 +235,14 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const auto all = complete_checkpoints(dir);
   if (all.empty()) return std::nullopt;
   return all.back().second.string();
+}
+
+std::string resolve_checkpoint_dir(const std::string& path) {
+  if (!fs::is_directory(path)) fail(path, " is not a directory (expected a checkpoint or run dir)");
+  if (fs::exists(fs::path(path) / "manifest.json")) return path;
+  if (auto latest = latest_checkpoint(path)) return *latest;
+  fail(path, " is neither a checkpoint (no manifest.json) nor a run directory with a complete "
+       "checkpoint (no checkpoints/step-*/manifest.json)");
 }
 
 CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {

@@ -1,0 +1,73 @@
+// `meap import HF_DIR --out CHECKPOINT_DIR`: a Hugging Face Llama as a meap checkpoint, to
+// continue pre-training or MEAP fine-tuning it (docs/export.md).
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "meap/error.hpp"
+#include "meap/hf_format.hpp"
+#include "meap/human_format.hpp"
+
+namespace meap::cli {
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: meap import HF_DIR --out CHECKPOINT_DIR [--force]\n"
+    "\n"
+    "Reads a Hugging Face LlamaForCausalLM directory (config.json and model.safetensors, or\n"
+    "a sharded model.safetensors.index.json; F32 or BF16 weights) and writes a meap\n"
+    "checkpoint at step 0: manifest.json, model.safetensors (fp32, meap's tensor names) and\n"
+    "the SentencePiece tokenizer.model when HF_DIR has one. `meap generate CHECKPOINT_DIR`\n"
+    "samples from it; `checkpoint.init_from: CHECKPOINT_DIR` in a training config starts a\n"
+    "run from its weights.\n"
+    "\n"
+    "MEAP needs a [MASK] token. When the vocabulary lacks one, [MASK] gets the id after the\n"
+    "tokenizer's last piece and, when that is past the model's last row, the embedding (and\n"
+    "an untied output head) grow by one row, initialised to the mean of the existing rows.\n"
+    "\n"
+    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
+    "  --force     replace an existing DIR (only once the new one is complete)\n";
+
+}  // namespace
+
+int import_command(const Args& args) {
+  HfImportOptions opt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--out") {
+      if (i + 1 >= args.size()) fail("--out needs a value (see meap import --help)");
+      opt.out_dir = args[++i];
+    } else if (a == "--force") {
+      opt.overwrite = true;
+    } else if (a.rfind("--", 0) == 0) {
+      fail("unknown option '", a, "' (see meap import --help)");
+    } else if (opt.hf_dir.empty()) {
+      opt.hf_dir = a;
+    } else {
+      fail("unexpected argument '", a, "': give one HF_DIR");
+    }
+  }
+  if (opt.hf_dir.empty() || opt.out_dir.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const HfImportResult r = import_hf(opt);
+  const ModelConfig& c = r.config;
+  std::fprintf(stderr,
+               "imported a LlamaForCausalLM (dim %ld, %ld layers, %ld heads / %ld kv, ffn %ld, "
+               "vocab %ld%s) to %s\n",
+               static_cast<long>(c.dim), static_cast<long>(c.n_layers),
+               static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads),
+               static_cast<long>(c.ffn_dim), static_cast<long>(c.vocab_size),
+               r.mask_row_added ? ", one row added for [MASK]" : "", r.out_dir.c_str());
+  std::fprintf(stderr, "[MASK] is id %d; %s\n", r.mask_id,
+               r.has_tokenizer ? "tokenizer.model copied"
+                               : "no tokenizer.model in HF_DIR: `meap prepare --tokenizer` "
+                                 "needs a SentencePiece model of this vocabulary");
+  return 0;
+}
+
+}  // namespace meap::cli

@@ -1,0 +1,306 @@
+"""The [export] acceptance, checked by the transformers library itself.
+
+usage: test_hf_export.py MEAP EXPORT_PROBE WORK_DIR
+
+Trains two tiny GQA models with `meap train` (untied and tied head) on a corpus made of
+this repository's docs, exports them with `meap export`, and checks that
+  - AutoModelForCausalLM loads each export and its logits match our CPU forward
+    (max |hf - meap| / max |meap| <= 1e-4 in fp32; bf16 and sharded exports too);
+  - AutoTokenizer (fast and slow) gives our tokenizer's ids, [MASK] included;
+  - export -> `meap import` gives bit-identical weights;
+  - a model written by transformers (LlamaForCausalLM(config).save_pretrained) imports
+    with the same logits in our forward as in transformers, with and without [MASK] in its
+    vocabulary (then one row is added);
+  - malformed inputs are refused naming the tensor or field, and leave nothing behind.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import transformers
+from safetensors.numpy import load_file, save_file
+
+MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FP32_LIMIT = 1e-4
+BF16_LIMIT = 2e-2
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def run(*args, expect_ok=True):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if expect_ok and p.returncode != 0:
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n"
+                         f"{p.stdout}\n{p.stderr}")
+    return p
+
+
+def meap_logits(checkpoint, tokens):
+    b, t = tokens.shape
+    tok_path, out_path = os.path.join(WORK, "tokens.i32"), os.path.join(WORK, "logits.f32")
+    tokens.astype(np.int32).tofile(tok_path)
+    run(PROBE, "logits", checkpoint, tok_path, b, t, out_path)
+    return np.fromfile(out_path, dtype=np.float32).reshape(b, t, -1)
+
+
+def hf_logits(model_dir, tokens, dtype=torch.float32):
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(tokens.astype(np.int64))).logits
+    return model, out.float().numpy()
+
+
+def rel_err(got, ref):
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+def write_config(path, run_dir, data_dir, tied):
+    with open(path, "w") as f:
+        f.write(f"""run: {{name: export-test, out_dir: {run_dir}, seed: 7}}
+model: {{vocab_size: 400, dim: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 96,
+        max_seq_len: 64, tie_embeddings: {str(tied).lower()}}}
+data: {{train: {data_dir}/train-*.bin, val: {data_dir}/val-*.bin,
+       tokenizer: {data_dir}/tokenizer.model, seq_len: 32, meap: {{mask_ratio: 0.15}}}}
+optim: {{lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 2}}
+train: {{global_batch_size: 8, micro_batch_size: 8, max_steps: 6, device: cpu}}
+checkpoint: {{interval: 6}}
+eval: {{interval: 6, steps: 1}}
+log: {{interval: 1}}
+""")
+
+
+def main():
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    # A small real corpus: the repository's own documentation.
+    corpus = os.path.join(WORK, "corpus")
+    os.makedirs(corpus)
+    for name in sorted(os.listdir(os.path.join(REPO, "docs"))) + ["../README.md"]:
+        shutil.copy(os.path.join(REPO, "docs", name), os.path.join(corpus, os.path.basename(name)))
+    data = os.path.join(WORK, "data")
+    run(MEAP, "prepare", "--out", data, "--vocab-size", 400, "--val-fraction", 0.2,
+        "--threads", 1, corpus)
+    tokenizer_model = os.path.join(data, "tokenizer.model")
+
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 400, size=(3, 32))
+    exports = {}
+    for tied in (False, True):
+        label = "tied" if tied else "untied"
+        run_dir = os.path.join(WORK, f"run-{label}")
+        cfg = os.path.join(WORK, f"{label}.yaml")
+        write_config(cfg, run_dir, data, tied)
+        run(MEAP, "train", cfg)
+        out = os.path.join(WORK, f"hf-{label}")
+        run(MEAP, "export", run_dir, "--out", out)
+        exports[label] = (run_dir, out)
+        ours = meap_logits(run_dir, tokens)
+        model, theirs = hf_logits(out, tokens)
+        check(model.config.tie_word_embeddings == tied and model.config.num_key_value_heads == 2,
+              f"{label}: transformers reads the config (GQA 4/2 heads, tied={tied})")
+        err = rel_err(theirs, ours)
+        check(err <= FP32_LIMIT, f"{label}: fp32 export logits vs meap: max rel error {err:.2e} "
+              f"(limit {FP32_LIMIT:.0e})")
+
+    run_dir, fp32_dir = exports["untied"]
+    ours = meap_logits(run_dir, tokens)
+    # bf16 export: transformers loads bf16 weights; computed in fp32 they track ours.
+    bf16_dir = os.path.join(WORK, "hf-bf16")
+    run(MEAP, "export", run_dir, "--out", bf16_dir, "--dtype", "bf16")
+    model = transformers.AutoModelForCausalLM.from_pretrained(bf16_dir, torch_dtype="auto")
+    check(model.config.torch_dtype == torch.bfloat16 and
+          next(model.parameters()).dtype == torch.bfloat16, "bf16 export loads as bfloat16")
+    with torch.no_grad():
+        theirs = model.float()(torch.from_numpy(tokens.astype(np.int64))).logits.numpy()
+    err = rel_err(theirs, ours)
+    check(err <= BF16_LIMIT, f"bf16 export logits vs meap fp32: max rel error {err:.2e} "
+          f"(limit {BF16_LIMIT:.0e})")
+
+    # Sharded export: an index file and several shards, loading to the same logits.
+    sharded = os.path.join(WORK, "hf-sharded")
+    run(MEAP, "export", run_dir, "--out", sharded, "--max-shard-size", "300KB")
+    index = json.load(open(os.path.join(sharded, "model.safetensors.index.json")))
+    files = sorted(set(index["weight_map"].values()))
+    _, theirs = hf_logits(sharded, tokens)
+    _, unsharded = hf_logits(fp32_dir, tokens)
+    check(len(files) > 1 and np.array_equal(theirs, unsharded),
+          f"sharded export ({len(files)} files + index) gives the unsharded logits")
+
+    # Tokenizer: our ids for validation text, [MASK] included. transformers (like every HF
+    # tokenizer) reads special tokens written in the text -- "[MASK]", "<unk>" -- as their
+    # ids, while meap's encoder never produces a special id from text; so the text is cut at
+    # special tokens, the pieces encoded by meap, and the special ids put in between.
+    cache = {}
+
+    def meap_ids(text):
+        if text not in cache:
+            path = os.path.join(WORK, "text.txt")
+            with open(path, "w") as f:
+                f.write(text)
+            cache[text] = [int(x) for x in run(PROBE, "encode", tokenizer_model, path).stdout.split()]
+        return cache[text]
+
+    texts = open(os.path.join(REPO, "docs", "data.md")).read().split("\n\n")[:40]
+    texts += ["  two leading spaces", "digits 12345, accents é and 🎉", "tabs\tand\nnewlines\n",
+              "In the beginning[MASK] was the word.", "[MASK][MASK] x"]
+    for fast in (True, False):
+        tok = transformers.AutoTokenizer.from_pretrained(fp32_dir, use_fast=fast)
+        kind = type(tok).__name__
+        check(tok.mask_token == "[MASK]" and tok.mask_token_id == 4 and tok.eos_token_id == 2,
+              f"{kind}: [MASK] is special token id 4, EOS is 2")
+        specials = re.compile("(" + "|".join(map(re.escape, tok.all_special_tokens)) + ")")
+        mismatched = with_mask = 0
+        for text in texts:
+            expected = []
+            for part in specials.split(text):
+                if part in tok.all_special_tokens:
+                    expected.append(tok.convert_tokens_to_ids(part))
+                elif part:
+                    expected += meap_ids(part)
+            got = tok(text, add_special_tokens=False)["input_ids"]
+            mismatched += got != expected
+            with_mask += 4 in got
+        check(mismatched == 0 and with_mask >= 4,
+              f"{kind}: same ids as meap's tokenizer on {len(texts)} texts, {with_mask} with "
+              f"[MASK] ({mismatched} differ)")
+
+    # Round trip: export -> import gives bit-identical weights.
+    for label, (run_dir, hf_dir) in exports.items():
+        imported = os.path.join(WORK, f"imported-{label}")
+        run(MEAP, "import", hf_dir, "--out", imported)
+        latest = open(os.path.join(run_dir, "checkpoints", "latest")).read().strip()
+        original = load_file(os.path.join(run_dir, "checkpoints", latest, "model.safetensors"))
+        again = load_file(os.path.join(imported, "model.safetensors"))
+        same = original.keys() == again.keys() and all(
+            np.array_equal(original[k].view(np.uint32), again[k].view(np.uint32))
+            for k in original)
+        check(same, f"{label}: export -> import round trip is bit-identical "
+              f"({len(original)} tensors)")
+
+    # Models written by transformers itself.
+    torch.manual_seed(3)
+    vocab = spm.SentencePieceProcessor(model_file=tokenizer_model).get_piece_size()
+    for tied in (False, True):
+        label = "tied" if tied else "untied"
+        cfg = transformers.LlamaConfig(
+            vocab_size=vocab, hidden_size=64, intermediate_size=80, num_hidden_layers=2,
+            num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=64,
+            rope_theta=500000.0, rms_norm_eps=1e-6, tie_word_embeddings=tied)
+        model = transformers.LlamaForCausalLM(cfg)
+        hf_dir = os.path.join(WORK, f"transformers-{label}")
+        model.save_pretrained(hf_dir)
+        shutil.copy(tokenizer_model, hf_dir)
+        imported = os.path.join(WORK, f"from-transformers-{label}")
+        run(MEAP, "import", hf_dir, "--out", imported)
+        tokens_v = rng.integers(0, vocab, size=(2, 40))
+        with torch.no_grad():
+            theirs = model(torch.from_numpy(tokens_v)).logits.numpy()
+        err = rel_err(meap_logits(imported, tokens_v), theirs)
+        check(err <= FP32_LIMIT, f"transformers-written {label} model (8 heads / 2 kv, rope_theta "
+              f"5e5): meap logits max rel error {err:.2e}")
+
+    # A vocabulary without [MASK]: a SentencePiece model trained here without it.
+    plain_prefix = os.path.join(WORK, "plain")
+    spm.SentencePieceTrainer.train(
+        input=os.path.join(corpus, "data.md"), model_prefix=plain_prefix, vocab_size=300,
+        model_type="bpe", bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2)
+    cfg = transformers.LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=4, max_position_embeddings=32)
+    model = transformers.LlamaForCausalLM(cfg)
+    hf_dir = os.path.join(WORK, "transformers-nomask")
+    model.save_pretrained(hf_dir)
+    shutil.copy(plain_prefix + ".model", os.path.join(hf_dir, "tokenizer.model"))
+    imported = os.path.join(WORK, "from-transformers-nomask")
+    p = run(MEAP, "import", hf_dir, "--out", imported)
+    weights = load_file(os.path.join(imported, "model.safetensors"))
+    emb = weights["tok_embeddings.weight"]
+    check(emb.shape == (301, 32) and weights["output.weight"].shape == (301, 32) and
+          np.allclose(emb[300], emb[:300].astype(np.float64).mean(0), atol=1e-7) and
+          "one row added for [MASK]" in p.stderr,
+          "vocabulary without [MASK]: import adds row 300 (the mean row) to embedding and head")
+    tokens_v = rng.integers(0, 300, size=(2, 20))
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(tokens_v)).logits.numpy()
+    err = rel_err(meap_logits(imported, tokens_v)[..., :300], theirs)
+    check(err <= FP32_LIMIT, f"grown model keeps transformers' logits: max rel error {err:.2e}")
+
+    # Malformed inputs: refused naming the tensor or field; nothing left behind.
+    def refused(args, needle, what):
+        out = args[args.index("--out") + 1]
+        p = run(MEAP, *args, expect_ok=False)
+        parent = os.path.dirname(out)
+        leftovers = [n for n in os.listdir(parent) if n.startswith(os.path.basename(out) + ".")]
+        check(p.returncode != 0 and needle in p.stderr and not os.path.exists(out) and
+              not leftovers, f"{what}: refused naming {needle!r}")
+        if needle not in p.stderr:
+            print("     stderr:", p.stderr.strip()[:300])
+
+    bad = os.path.join(WORK, "bad-missing")
+    shutil.copytree(fp32_dir, bad)
+    tensors = load_file(os.path.join(bad, "model.safetensors"))
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    save_file(tensors, os.path.join(bad, "model.safetensors"), metadata={"format": "pt"})
+    refused(["import", bad, "--out", os.path.join(WORK, "out-missing")],
+            "model.layers.1.mlp.up_proj.weight", "HF dir missing a tensor")
+
+    bad = os.path.join(WORK, "bad-shape")
+    shutil.copytree(fp32_dir, bad)
+    tensors = load_file(os.path.join(bad, "model.safetensors"))
+    tensors["model.layers.0.self_attn.k_proj.weight"] = np.zeros((8, 64), np.float32)
+    save_file(tensors, os.path.join(bad, "model.safetensors"), metadata={"format": "pt"})
+    refused(["import", bad, "--out", os.path.join(WORK, "out-shape")],
+            "model.layers.0.self_attn.k_proj.weight", "HF tensor of the wrong shape")
+
+    bad = os.path.join(WORK, "bad-arch")
+    shutil.copytree(fp32_dir, bad)
+    config = json.load(open(os.path.join(bad, "config.json")))
+    config["architectures"] = ["GPT2LMHeadModel"]
+    json.dump(config, open(os.path.join(bad, "config.json"), "w"))
+    refused(["import", bad, "--out", os.path.join(WORK, "out-arch")], "architectures",
+            "unknown architecture")
+
+    config["architectures"] = ["LlamaForCausalLM"]
+    config["rope_scaling"] = {"type": "linear", "factor": 2.0}
+    json.dump(config, open(os.path.join(bad, "config.json"), "w"))
+    refused(["import", bad, "--out", os.path.join(WORK, "out-rope")], "rope_scaling",
+            "rope_scaling that meap does not implement")
+
+    bad_ckpt = os.path.join(WORK, "bad-checkpoint")
+    latest = open(os.path.join(run_dir, "checkpoints", "latest")).read().strip()
+    shutil.copytree(os.path.join(run_dir, "checkpoints", latest), bad_ckpt)
+    tensors = load_file(os.path.join(bad_ckpt, "model.safetensors"))
+    del tensors["layers.0.attention.wo.weight"]
+    save_file(tensors, os.path.join(bad_ckpt, "model.safetensors"))
+    refused(["export", bad_ckpt, "--out", os.path.join(WORK, "out-bad-ckpt")],
+            "layers.0.attention.wo.weight", "checkpoint missing a tensor")
+
+    before = sorted(os.listdir(fp32_dir))
+    p = run(MEAP, "export", run_dir, "--out", fp32_dir, expect_ok=False)
+    check(p.returncode != 0 and "already exists" in p.stderr and
+          sorted(os.listdir(fp32_dir)) == before, "export onto an existing directory is refused "
+          "and leaves it alone")
+
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    print("all export checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
