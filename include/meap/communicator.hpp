@@ -44,6 +44,8 @@ class Communicator {
   // rank * S. shard may be (and in the trainer is) the view of full at that offset, in
   // which case nothing is copied locally.
   virtual void all_gather(const Tensor& shard, const Tensor& full, const char* what) = 0;
+  // Every rank's t (any dtype, same shape everywhere) becomes root's t.
+  virtual void broadcast(const Tensor& t, int root, const char* what) = 0;
   virtual void barrier(const char* what) = 0;
 };
 
@@ -51,6 +53,11 @@ class Communicator {
 // (buffers = Device::cpu) or Nccl for device buffers (Device::cuda: NCCL bootstrapped over
 // MPI, each rank on GPU local_rank % device count), a clear error when this build lacks
 // them. timeout_s arms the collectives' watchdog (NCCL: aborts the communicator and throws).
+// For signal handlers (async-signal-safe): when this process is blocked in a collective,
+// writes "meap: rank R: SIGNAL arrived while waiting in collective 'NAME'..." to stderr, so
+// a job that mpirun stops after a rank died says which collective could not complete.
+void report_collective_in_flight(const char* signal_name);
+
 std::unique_ptr<Communicator> make_communicator(double timeout_s, Device buffers = Device::cpu);
 
 }  // namespace meap

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.hpp"
+#include "meap/communicator.hpp"
 #include "meap/error.hpp"
 #include "meap/config.hpp"
 #include "meap/trainer.hpp"
@@ -19,6 +20,9 @@ volatile std::sig_atomic_t g_stop = 0;
 
 void on_signal(int sig) {
   g_stop = 1;
+  // Blocked in a collective, this rank may never reach the next step (a peer died and
+  // mpirun is about to stop the job): name the collective now.
+  report_collective_in_flight(sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::signal(sig, SIG_DFL);  // a second Ctrl-C ends the process the usual way
 }
 

@@ -31,6 +31,9 @@ class LocalCommunicator final : public Communicator {
   void all_gather(const Tensor& shard, const Tensor& full, const char* what) override {
     copy(shard, full, what);
   }
+  void broadcast(const Tensor&, int root, const char* what) override {
+    MEAP_CHECK(root == 0, what, ": broadcast from rank ", root, " in a job of one process");
+  }
   void barrier(const char*) override {}
 
  private:

@@ -41,6 +41,7 @@ class MpiCommunicator final : public Communicator {
     MEAP_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     MEAP_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
     MEAP_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    watchdog_.set_rank(rank_);
     // A test hook: a small MEAP_MPI_MAX_COUNT makes the tests run the sliced paths that
     // otherwise only buffers of more than 2^30 elements take.
     if (const char* v = std::getenv("MEAP_MPI_MAX_COUNT")) {
@@ -138,6 +139,19 @@ class MpiCommunicator final : public Communicator {
         MEAP_MPI_CHECK(MPI_Bcast(all + (root * S + done) * es, count, type, root,
                                  MPI_COMM_WORLD));
       }
+  }
+
+  void broadcast(const Tensor& t, int root, const char* what) override {
+    check_host(t, what);
+    MEAP_CHECK(root >= 0 && root < size_, what, ": broadcast root ", root, " is not a rank of ",
+               size_);
+    CollectiveWatchdog::Armed armed(watchdog_, what);
+    // As bytes, in int-sized slices.
+    char* p = static_cast<char*>(t.data);
+    for (int64_t done = 0, n = static_cast<int64_t>(t.nbytes()); done < n; done += max_count_) {
+      const int count = static_cast<int>(std::min(max_count_, n - done));
+      MEAP_MPI_CHECK(MPI_Bcast(p + done, count, MPI_BYTE, root, MPI_COMM_WORLD));
+    }
   }
 
   void barrier(const char* what) override {

@@ -227,6 +227,18 @@ class NcclCommunicator final : public Communicator {
     wait_collective(what, deadline);
   }
 
+  void broadcast(const Tensor& t, int root, const char* what) override {
+    check_device(t, what);
+    MEAP_CHECK(root >= 0 && root < size_, what, ": broadcast root ", root, " is not a rank of ",
+               size_);
+    if (t.nbytes() == 0) return;
+    usable(what);
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    const auto deadline = deadline_from_now();
+    MEAP_NCCL_CHECK(ncclBroadcast(t.data, t.data, t.nbytes(), ncclUint8, root, comm_, stream_));
+    wait_collective(what, deadline);
+  }
+
   // Every device collective has completed when its call returns, so a barrier has only the
   // ranks to line up: MPI's, under its watchdog.
   void barrier(const char* what) override { host_->barrier(what); }

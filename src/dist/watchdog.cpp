@@ -1,6 +1,56 @@
 #include "watchdog.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "meap/communicator.hpp"
+
 namespace meap {
+
+namespace {
+// What report_collective_in_flight() reads from a signal handler: lock-free atomics only.
+// `what` strings are the callers' literals, alive for the whole run.
+std::atomic<const char*> g_in_flight{nullptr};
+std::atomic<int> g_rank{-1};
+// The signal that arrived while no collective was in flight, not yet reported: the next
+// collective to start reports it (a rank computing when mpirun signals it blocks there).
+std::atomic<const char*> g_unreported_signal{nullptr};
+static_assert(std::atomic<const char*>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
+void write_str(const char* s) {
+  const ssize_t ignored = ::write(STDERR_FILENO, s, std::strlen(s));
+  (void)ignored;
+}
+}  // namespace
+
+void report_collective_in_flight(const char* signal_name) {
+  const char* what = g_in_flight.load();
+  if (!what) {
+    g_unreported_signal.store(signal_name);
+    return;
+  }
+  char rank[16];
+  int r = g_rank.load(), n = 0;
+  char digits[16];
+  do {
+    digits[n++] = static_cast<char>('0' + (r < 0 ? 0 : r % 10));
+    r /= 10;
+  } while (r > 0);
+  for (int i = 0; i < n; ++i) rank[i] = digits[n - 1 - i];
+  rank[n] = '\0';
+  write_str("meap: rank ");
+  write_str(rank);
+  write_str(": ");
+  write_str(signal_name);
+  write_str(" arrived while waiting in collective '");
+  write_str(what);
+  write_str("'; if a peer rank failed (mpirun then stops the job), that collective is the one "
+            "that could not complete\n");
+}
+
+void CollectiveWatchdog::set_rank(int rank) { g_rank.store(rank); }
 
 CollectiveWatchdog::CollectiveWatchdog(double timeout_s,
                                        std::function<void(const std::string&)> on_timeout)
@@ -18,6 +68,8 @@ CollectiveWatchdog::~CollectiveWatchdog() {
 CollectiveWatchdog::Armed::Armed(CollectiveWatchdog& w, const char* what) : w_(w) {
   std::lock_guard lock(w_.mutex_);
   w_.what_ = what;
+  g_in_flight.store(what);
+  if (const char* sig = g_unreported_signal.exchange(nullptr)) report_collective_in_flight(sig);
   w_.deadline_ = std::chrono::steady_clock::now() +
                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                      std::chrono::duration<double>(w_.timeout_s_));
@@ -27,6 +79,7 @@ CollectiveWatchdog::Armed::Armed(CollectiveWatchdog& w, const char* what) : w_(w
 CollectiveWatchdog::Armed::~Armed() {
   std::lock_guard lock(w_.mutex_);
   w_.what_ = nullptr;
+  g_in_flight.store(nullptr);
   w_.cv_.notify_all();
 }
 

@@ -17,6 +17,9 @@ class CollectiveWatchdog {
   CollectiveWatchdog(double timeout_s, std::function<void(const std::string&)> on_timeout);
   ~CollectiveWatchdog();
 
+  // The rank named by report_collective_in_flight() (communicator.hpp).
+  void set_rank(int rank);
+
   // Scope guard: the collective named `what` is in flight while it lives.
   class Armed {
    public:
