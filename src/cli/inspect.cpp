@@ -80,7 +80,7 @@ int inspect_command(const Args& args) {
   std::printf("  gradients       %s (fp32)\n", human_bytes(plan.gradient_bytes).c_str());
   std::printf("  AdamW moments   %s (fp32)\n", human_bytes(adam_bytes).c_str());
   // tests and docs read "activation_bytes N": the exact byte count behind the rounded one.
-  std::printf("  activations     %s (train.recompute=%s; activation_bytes %zu", 
+  std::printf("  activations     %s (train.recompute=%s; activation_bytes %zu",
               human_bytes(plan.activation_bytes).c_str(),
               std::string(recompute_name(recompute)).c_str(), plan.activation_bytes);
   if (recompute != Recompute::none)

@@ -4,7 +4,11 @@
 // per dtype; bf16 is refused on the CPU naming the config key.
 #include <catch2/catch.hpp>
 
-#include <cstring>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "meap/arena.hpp"
@@ -72,7 +76,8 @@ TEST_CASE("recompute gives bit-identical losses, gradients and logits", "[model]
       ref.zero_grad();
       model.zero_grad();
       // Two accumulated micro-batches, the second a smaller (B, T) prefix of the buffers.
-      for (const auto& [b, t, seed] : {std::tuple{B, T, 1}, std::tuple{int64_t{2}, int64_t{5}, 2}}) {
+      const std::tuple<int64_t, int64_t, uint64_t> shapes[] = {{B, T, 1}, {2, 5, 2}};
+      for (const auto& [b, t, seed] : shapes) {
         const Batch batch = random_batch(b * t, cfg.vocab_size, seed);
         const double want = ref.forward(batch.inputs.data(), batch.targets.data(),
                                         batch.weights.data(), b, t, 0.01);

@@ -49,6 +49,7 @@ TEST_CASE("training steps: f32 tracks f64 and repeats bit for bit", "[model][pre
   CHECK(r32b.master == r32.master);
   // It learns: target = 3 * input + 1 (mod V) is a fixed map.
   CHECK(r32.losses.back() < 0.9 * r32.losses.front());
-  std::printf("training steps: f32 vs f64 loss, worst relative difference %.3g; loss %.4f -> %.4f\n",
+  std::printf("training steps: f32 vs f64 loss, worst relative difference %.3g; "
+              "loss %.4f -> %.4f\n",
               worst, r32.losses.front(), r32.losses.back());
 }
