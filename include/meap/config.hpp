@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "meap/model_config.hpp"
+#include "meap/tensor.hpp"
 
 namespace meap {
 
@@ -49,8 +50,13 @@ struct TrainConfig {
   int64_t global_batch_size = 32;  // sequences per optimizer step, over all ranks
   int64_t micro_batch_size = 8;    // sequences per forward/backward on one rank
   int64_t max_steps = 300;
-  std::string device = "auto";    // auto | cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16
+  std::string device = "auto";     // auto | cpu | cuda
+  // auto | fp32 | bf16. bf16: bf16 weights and activations, fp32 master weights, f32
+  // gradients and moments (CUDA only). auto: bf16 on a CUDA backend, fp32 on the CPU.
+  std::string precision = "auto";
+  // none | mlp | attention | all: per-layer activations recomputed in the backward
+  // instead of kept (Recompute in llama.hpp); same results, less activation memory.
+  std::string recompute = "none";
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -107,6 +113,11 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 
 // The effective config, every key included, as YAML that parse_config reads back equal.
 std::string config_to_yaml(const Config& config);
+
+// The model dtype of train.precision on a backend of `device`: fp32 -> f32, bf16 -> bf16,
+// auto -> bf16 on CUDA, f32 on the CPU. (bf16 on the CPU is refused by validate_config when
+// train.device=cpu, and by Llama when train.device=auto picked the CPU.)
+DType precision_dtype(const TrainConfig& train, Device device);
 
 // Range and cross-key checks (batch divisibility needs the number of ranks).
 // Throws meap::Error naming the offending keys.

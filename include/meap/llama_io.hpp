@@ -9,12 +9,14 @@
 
 namespace meap {
 
-// Adds every parameter (as F32, whatever the model's dtype) to the writer.
+// Adds every parameter's master weights (as F32, whatever the model's dtype: a bf16 model's
+// fp32 master, not its bf16 working copy) to the writer.
 void add_llama_weights(SafetensorsWriter& writer, const Llama& model);
 // Atomically writes the model's weights to path.
 void save_llama_weights(const Llama& model, const std::string& path);
-// Loads every parameter; refuses a file whose tensors are missing, extra or mis-shaped
-// (a checkpoint of another model) with an error naming the tensor.
+// Loads every parameter into the master, then sync_working_copy(); refuses a file whose
+// tensors are missing, extra or mis-shaped (a checkpoint of another model) with an error
+// naming the tensor.
 void load_llama_weights(Llama& model, const std::string& path);
 
 }  // namespace meap

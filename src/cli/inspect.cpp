@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "meap/backend.hpp"
 #include "meap/human_format.hpp"
 #include "meap/config.hpp"
 #include "meap/llama.hpp"
@@ -11,7 +12,13 @@ namespace meap::cli {
 
 namespace {
 
-
+// The device a run of this config would use, without starting a backend (a GPU config is
+// inspected on a machine without one): train.device, with auto = cuda when available.
+Device planned_device(const TrainConfig& t) {
+  if (t.device == "cuda") return Device::cuda;
+  if (t.device == "auto" && cuda_available()) return Device::cuda;
+  return Device::cpu;
+}
 
 }  // namespace
 
@@ -21,13 +28,18 @@ int inspect_command(const Args& args) {
         "usage: meap inspect CONFIG.yaml [section.key=value ...]\n\n"
         "Prints the model's parameter count (total and non-embedding), the training FLOPs\n"
         "per token (6 N + 12 L T C), and the memory a training step needs per device for\n"
-        "the configured micro-batch (fp32 weights, gradients, AdamW moments, activations).\n");
+        "the configured micro-batch in the configured train.precision (weights, fp32 master\n"
+        "copy under bf16, gradients, AdamW moments, activations under train.recompute).\n");
     return args.empty() ? 2 : 0;
   }
   const Config cfg = load_config(args[0], Args(args.begin() + 1, args.end()));
   const ModelConfig& m = cfg.model;
   const int64_t B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
-  const LlamaMemoryPlan plan = Llama::memory_plan(m, B, T, DType::f32);
+  const Device device = planned_device(cfg.train);
+  const DType dtype = precision_dtype(cfg.train, device);
+  const Recompute recompute = parse_recompute(cfg.train.recompute);
+  const LlamaMemoryPlan plan = Llama::memory_plan(m, B, T, dtype, recompute);
+  const LlamaMemoryPlan kept_all = Llama::memory_plan(m, B, T, dtype, Recompute::none);
 
   const int64_t embedding = m.vocab_size * m.dim * (m.tie_embeddings ? 1 : 2);
   const int64_t non_embedding = plan.n_parameters - embedding;
@@ -37,9 +49,10 @@ int inspect_command(const Args& args) {
   const double matmul_params = static_cast<double>(non_embedding) + m.vocab_size * m.dim;
   const double flops_per_token =
       6.0 * matmul_params + 12.0 * m.n_layers * static_cast<double>(T) * m.dim;
+  // AdamW moments are in the master's dtype: f32 for fp32 and bf16 alike.
   const double adam_bytes = 2.0 * plan.n_parameters * 4;
-  const double total_bytes =
-      plan.parameter_bytes + plan.gradient_bytes + adam_bytes + plan.activation_bytes;
+  const double total_bytes = plan.parameter_bytes + plan.master_bytes + plan.gradient_bytes +
+                             adam_bytes + plan.activation_bytes;
   const int64_t accumulation = cfg.train.global_batch_size / cfg.train.micro_batch_size;
 
   std::printf("config            %s\n", args[0].c_str());
@@ -57,11 +70,22 @@ int inspect_command(const Args& args) {
               cfg.train.global_batch_size, T);
   std::printf("batch             global %ld = micro %ld x %ld accumulation steps (1 rank)\n",
               cfg.train.global_batch_size, B, accumulation);
-  std::printf("memory per device (fp32, micro-batch %ld x %ld):\n", B, T);
-  std::printf("  weights         %s\n", human_bytes(plan.parameter_bytes).c_str());
-  std::printf("  gradients       %s\n", human_bytes(plan.gradient_bytes).c_str());
-  std::printf("  AdamW moments   %s\n", human_bytes(adam_bytes).c_str());
-  std::printf("  activations     %s\n", human_bytes(plan.activation_bytes).c_str());
+  const bool bf16 = dtype == DType::bf16;
+  std::printf("memory per device (%s on %s, micro-batch %ld x %ld):\n",
+              bf16 ? "bf16 with fp32 master weights" : "fp32",
+              device == Device::cuda ? "cuda" : "cpu", B, T);
+  std::printf("  weights         %s (%s)\n", human_bytes(plan.parameter_bytes).c_str(),
+              bf16 ? "bf16 working copy" : "fp32, also the master");
+  if (bf16) std::printf("  master weights  %s (fp32)\n", human_bytes(plan.master_bytes).c_str());
+  std::printf("  gradients       %s (fp32)\n", human_bytes(plan.gradient_bytes).c_str());
+  std::printf("  AdamW moments   %s (fp32)\n", human_bytes(adam_bytes).c_str());
+  // tests and docs read "activation_bytes N": the exact byte count behind the rounded one.
+  std::printf("  activations     %s (train.recompute=%s; activation_bytes %zu",
+              human_bytes(plan.activation_bytes).c_str(),
+              std::string(recompute_name(recompute)).c_str(), plan.activation_bytes);
+  if (recompute != Recompute::none)
+    std::printf(", %s without recompute", human_bytes(kept_all.activation_bytes).c_str());
+  std::printf(")\n");
   std::printf("  total           %s\n", human_bytes(total_bytes).c_str());
   return 0;
 }

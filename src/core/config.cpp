@@ -71,6 +71,7 @@ const Key kKeys[] = {
     MEAP_KEY(train.max_steps),
     MEAP_KEY(train.device),
     MEAP_KEY(train.precision),
+    MEAP_KEY(train.recompute),
     MEAP_KEY(checkpoint.interval),
     MEAP_KEY(checkpoint.keep_last),
     MEAP_KEY(eval.interval),
@@ -431,6 +432,13 @@ std::string config_to_yaml(const Config& config) {
   return str_cat(out.c_str(), "\n");
 }
 
+DType precision_dtype(const TrainConfig& train, Device device) {
+  if (train.precision == "fp32") return DType::f32;
+  if (train.precision == "bf16") return DType::bf16;
+  MEAP_CHECK(train.precision == "auto", "train.precision '", train.precision, "'");
+  return device == Device::cuda ? DType::bf16 : DType::f32;
+}
+
 void validate_config(const Config& c, int world_size) {
   MEAP_CHECK(world_size >= 1, "world_size = ", world_size);
   require(!c.run.name.empty(), "run.name", "a non-empty string", "\"\"");
@@ -465,8 +473,14 @@ void validate_config(const Config& c, int world_size) {
   require(t.max_steps > 0, "train.max_steps", "a positive integer", t.max_steps);
   require(t.device == "auto" || t.device == "cpu" || t.device == "cuda", "train.device",
           "one of auto, cpu, cuda", "'" + t.device + "'");
-  require(t.precision == "fp32" || t.precision == "bf16", "train.precision",
-          "one of fp32, bf16", "'" + t.precision + "'");
+  require(t.precision == "auto" || t.precision == "fp32" || t.precision == "bf16",
+          "train.precision", "one of auto, fp32, bf16", "'" + t.precision + "'");
+  if (t.precision == "bf16" && t.device == "cpu")
+    fail("train.precision=bf16 needs train.device=cuda: the CPU backend computes in fp32 "
+         "only; set train.precision=auto (or fp32) to train on the CPU");
+  require(t.recompute == "none" || t.recompute == "mlp" || t.recompute == "attention" ||
+              t.recompute == "all",
+          "train.recompute", "one of none, mlp, attention, all", "'" + t.recompute + "'");
   // Each optimizer step is world_size ranks x (accumulation steps) x micro-batches.
   if (t.global_batch_size % (t.micro_batch_size * world_size) != 0)
     fail("train.global_batch_size (", t.global_batch_size,

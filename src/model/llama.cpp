@@ -56,32 +56,49 @@ std::vector<Llama::ParameterSpec> Llama::parameter_specs(const ModelConfig& c, i
 
 template <class Alloc>
 void Llama::layout_activations(Activations& a, Alloc& alloc, const ModelConfig& c,
-                               int64_t batch, int64_t seq_len, DType dt) {
+                               int64_t batch, int64_t seq_len, DType dt, Recompute rc) {
   const int64_t N = batch * seq_len, C = c.dim, D = c.head_dim();
+  // Per-row statistics and the rotary tables stay f32 under bf16 (backend.hpp).
+  const DType st = dt == DType::bf16 ? DType::f32 : dt;
+  const bool share_mlp = rc == Recompute::mlp || rc == Recompute::all;
+  const bool share_att = rc == Recompute::attention || rc == Recompute::all;
   a.tokens = alloc.take(DType::i32, {N});
   a.targets = alloc.take(DType::i32, {N});
   a.weights = alloc.take(DType::f32, {N});
-  a.rope_cos = alloc.take(dt, {seq_len, D / 2});
-  a.rope_sin = alloc.take(dt, {seq_len, D / 2});
+  a.rope_cos = alloc.take(st, {seq_len, D / 2});
+  a.rope_sin = alloc.take(st, {seq_len, D / 2});
   a.residual.resize(c.n_layers + 1);
   for (auto& r : a.residual) r = alloc.take(dt, {N * C});
   a.layers.resize(c.n_layers);
-  for (auto& l : a.layers) {
-    l.ln1 = alloc.take(dt, {N * C});
-    l.rstd1 = alloc.take(dt, {N});
-    l.qkv = alloc.take(dt, {N * c.qkv_dim()});
-    l.att = alloc.take(dt, {N * c.n_heads * D});
-    l.lse = alloc.take(dt, {N * c.n_heads});
-    l.x_mid = alloc.take(dt, {N * C});
-    l.ln2 = alloc.take(dt, {N * C});
-    l.rstd2 = alloc.take(dt, {N});
-    l.gate_up = alloc.take(dt, {N * 2 * c.ffn_dim});
-    l.act = alloc.take(dt, {N * c.ffn_dim});
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    LayerActivations& x = a.layers[l];
+    x.ln1 = alloc.take(dt, {N * C});
+    x.rstd1 = alloc.take(st, {N});
+    x.qkv = alloc.take(dt, {N * c.qkv_dim()});
+    if (!share_att || l == 0) {
+      x.att = alloc.take(dt, {N * c.n_heads * D});  // (B, T, Hq, D)
+      x.lse = alloc.take(st, {N * c.n_heads});      // (B, Hq, T)
+    } else {
+      x.att = a.layers[0].att;
+      x.lse = a.layers[0].lse;
+    }
+    x.x_mid = alloc.take(dt, {N * C});
+    if (!share_mlp || l == 0) {
+      x.ln2 = alloc.take(dt, {N * C});
+      x.rstd2 = alloc.take(st, {N});
+      x.gate_up = alloc.take(dt, {N * 2 * c.ffn_dim});
+      x.act = alloc.take(dt, {N * c.ffn_dim});
+    } else {
+      x.ln2 = a.layers[0].ln2;
+      x.rstd2 = a.layers[0].rstd2;
+      x.gate_up = a.layers[0].gate_up;
+      x.act = a.layers[0].act;
+    }
   }
   a.lnf = alloc.take(dt, {N * C});
-  a.rstdf = alloc.take(dt, {N});
+  a.rstdf = alloc.take(st, {N});
   a.logits = alloc.take(dt, {N * c.vocab_size});
-  a.losses = alloc.take(dt, {N});
+  a.losses = alloc.take(st, {N});
   a.d_resid = alloc.take(dt, {N * C});
   a.d_norm = alloc.take(dt, {N * C});
   a.d_att = alloc.take(dt, {N * c.n_heads * D});
@@ -90,30 +107,59 @@ void Llama::layout_activations(Activations& a, Alloc& alloc, const ModelConfig& 
   a.d_gate_up = alloc.take(dt, {N * 2 * c.ffn_dim});
 }
 
+Recompute parse_recompute(std::string_view name) {
+  for (Recompute r : {Recompute::none, Recompute::mlp, Recompute::attention, Recompute::all})
+    if (recompute_name(r) == name) return r;
+  fail("train.recompute must be one of none, mlp, attention, all, got '", name, "'");
+}
+
+std::string_view recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::none: return "none";
+    case Recompute::mlp: return "mlp";
+    case Recompute::attention: return "attention";
+    case Recompute::all: return "all";
+  }
+  return "?";
+}
+
 LlamaMemoryPlan Llama::memory_plan(const ModelConfig& config, int64_t batch, int64_t seq_len,
-                                   DType dtype) {
+                                   DType dtype, Recompute recompute) {
   config.validate();
+  MEAP_CHECK(dtype == DType::f32 || dtype == DType::f64 || dtype == DType::bf16,
+             "Llama dtype ", dtype_name(dtype));
   LlamaMemoryPlan plan;
   for (const auto& s : parameter_specs(config, &plan.n_flat)) {
     int64_t n = 1;
     for (int64_t d : s.shape) n *= d;
     plan.n_parameters += n;
   }
+  const bool mixed = dtype == DType::bf16;
   plan.parameter_bytes = plan.n_flat * dtype_size(dtype);
-  plan.gradient_bytes = plan.parameter_bytes;
+  plan.master_bytes = mixed ? plan.n_flat * dtype_size(DType::f32) : 0;
+  plan.gradient_bytes = plan.n_flat * dtype_size(mixed ? DType::f32 : dtype);
   ArenaPlanner planner(Device::cpu);
   Activations a;
-  layout_activations(a, planner, config, batch, seq_len, dtype);
+  layout_activations(a, planner, config, batch, seq_len, dtype, recompute);
   plan.activation_bytes = planner.bytes();
   return plan;
 }
 
 Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t seq_len,
-             DType dtype, int64_t flat_multiple)
-    : config_(config), backend_(backend), dtype_(dtype), max_batch_(batch), max_seq_(seq_len) {
+             DType dtype, int64_t flat_multiple, Recompute recompute)
+    : config_(config),
+      backend_(backend),
+      dtype_(dtype),
+      grad_dtype_(dtype == DType::bf16 ? DType::f32 : dtype),
+      recompute_(recompute),
+      max_batch_(batch),
+      max_seq_(seq_len) {
   config_.validate();
-  if (dtype != DType::f32 && dtype != DType::f64)
-    fail("Llama parameters must be f32 or f64, got ", dtype_name(dtype));
+  if (dtype != DType::f32 && dtype != DType::f64 && dtype != DType::bf16)
+    fail("Llama parameters must be f32, f64 or bf16, got ", dtype_name(dtype));
+  if (dtype == DType::bf16 && backend_.device() == Device::cpu)
+    fail("bf16 needs the CUDA backend: the ", backend_.name(), " backend computes in f32/f64 "
+         "only; set train.precision=fp32 (or auto) to run on the CPU, or train.device=cuda");
   if (batch <= 0) fail("micro-batch size must be positive, got ", batch);
   if (seq_len <= 0 || seq_len > config_.max_seq_len)
     fail("sequence length ", seq_len, " must be in [1, model.max_seq_len = ",
@@ -121,22 +167,30 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
 
   if (flat_multiple <= 0) fail("flat buffer multiple must be positive, got ", flat_multiple);
 
-  const LlamaMemoryPlan plan = memory_plan(config_, batch, seq_len, dtype);
+  const LlamaMemoryPlan plan = memory_plan(config_, batch, seq_len, dtype, recompute);
   n_parameters_ = plan.n_parameters;
   const int64_t n_padded = (plan.n_flat + flat_multiple - 1) / flat_multiple * flat_multiple;
   param_arena_ = Arena(backend_, n_padded * dtype_size(dtype));
-  grad_arena_ = Arena(backend_, n_padded * dtype_size(dtype));
+  grad_arena_ = Arena(backend_, n_padded * dtype_size(grad_dtype_));
   params_ = param_arena_.whole(dtype).rows(0, n_padded);
-  grads_ = grad_arena_.whole(dtype).rows(0, n_padded);
+  grads_ = grad_arena_.whole(grad_dtype_).rows(0, n_padded);
+  if (dtype == DType::bf16) {
+    master_arena_ = Arena(backend_, n_padded * dtype_size(DType::f32));
+    master_ = master_arena_.whole(DType::f32).rows(0, n_padded);
+  } else {
+    master_ = params_;  // f32 / f64: the parameters are their own master, no extra memory
+  }
   // Padding and alignment gaps belong to no parameter; loading weights never writes them,
   // and collectives over the flat buffers (all-gather, norms) must see zeros there.
   backend_.fill_zero(params_);
+  backend_.fill_zero(master_);
   backend_.fill_zero(grads_);
 
   int64_t n_flat = 0;
   for (const auto& s : parameter_specs(config_, &n_flat)) {
     named_.push_back({s.name, view_at(params_, s.offset, s.shape),
-                      view_at(grads_, s.offset, s.shape), s.offset, s.weight_decay});
+                      view_at(grads_, s.offset, s.shape), view_at(master_, s.offset, s.shape),
+                      s.offset, s.weight_decay});
   }
   size_t k = 0;
   auto next = [&](Tensor& value, Tensor& grad) {
@@ -164,11 +218,12 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
   }
 
   act_arena_ = Arena(backend_, plan.activation_bytes);
-  layout_activations(act_, act_arena_, config_, batch, seq_len, dtype);
+  layout_activations(act_, act_arena_, config_, batch, seq_len, dtype, recompute);
   host_losses_.resize(batch * seq_len);
-  if (dtype == DType::f32) host_losses_f32_.resize(batch * seq_len);
+  if (act_.losses.dtype == DType::f32) host_losses_f32_.resize(batch * seq_len);
 
-  // Rotary tables, computed in double: angle(t, j) = t * theta^(-2j/D).
+  // Rotary tables, computed in double: angle(t, j) = t * theta^(-2j/D); stored in the
+  // statistics dtype (f64 for an f64 model, else f32).
   const int64_t half = config_.head_dim() / 2;
   std::vector<double> cos_d(seq_len * half), sin_d(seq_len * half);
   for (int64_t t = 0; t < seq_len; ++t)
@@ -177,7 +232,7 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
       cos_d[t * half + j] = std::cos(t * inv_freq);
       sin_d[t * half + j] = std::sin(t * inv_freq);
     }
-  if (dtype == DType::f64) {
+  if (act_.rope_cos.dtype == DType::f64) {
     backend_.copy_from_host(act_.rope_cos, cos_d.data());
     backend_.copy_from_host(act_.rope_sin, sin_d.data());
   } else {
@@ -186,7 +241,6 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
     backend_.copy_from_host(act_.rope_sin, sin_f.data());
   }
 
-  backend_.fill_zero(params_);
   zero_grad();
 }
 
@@ -200,7 +254,7 @@ const NamedParameter& Llama::parameter(const std::string& name) const {
 
 void Llama::init_weights(uint64_t seed) {
   const double residual_scale = 1.0 / std::sqrt(2.0 * config_.n_layers);
-  std::vector<double> host(params_.numel(), 0.0);
+  std::vector<double> host(master_.numel(), 0.0);
   for (size_t k = 0; k < named_.size(); ++k) {
     const NamedParameter& p = named_[k];
     const int64_t n = p.value.numel();
@@ -215,12 +269,17 @@ void Llama::init_weights(uint64_t seed) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) dst[i] = std * philox_normal(seed, k, i);
   }
-  if (dtype_ == DType::f64) {
-    backend_.copy_from_host(params_, host.data());
+  if (master_.dtype == DType::f64) {
+    backend_.copy_from_host(master_, host.data());
   } else {
     std::vector<float> f(host.begin(), host.end());
-    backend_.copy_from_host(params_, f.data());
+    backend_.copy_from_host(master_, f.data());
   }
+  sync_working_copy();
+}
+
+void Llama::sync_working_copy() {
+  if (master_.data != params_.data) backend_.cast(params_, master_);
 }
 
 void Llama::zero_grad() { backend_.fill_zero(grads_); }
@@ -259,14 +318,9 @@ void Llama::run_forward(int64_t B, int64_t T) {
     be.matmul_forward(x_mid, att, w.wo);
     be.add_forward(x_mid, x_mid, x);
 
-    const Tensor ln2 = shaped(a.ln2, {N, C}), rstd2 = shaped(a.rstd2, {N});
-    const Tensor gate_up = shaped(a.gate_up, {N, 2 * c.ffn_dim});
-    const Tensor act = shaped(a.act, {N, c.ffn_dim});
     const Tensor x_next = shaped(act_.residual[l + 1], {N, C});
-    be.rmsnorm_forward(ln2, rstd2, x_mid, w.mlp_norm, c.norm_eps);
-    be.matmul_forward(gate_up, ln2, w.w_gate_up);
-    be.swiglu_forward(act, gate_up);
-    be.matmul_forward(x_next, act, w.w_down);
+    mlp_front(l, B, T);
+    be.matmul_forward(x_next, shaped(a.act, {N, c.ffn_dim}), w.w_down);
     be.add_forward(x_next, x_next, x_mid);
   }
   const Tensor lnf = shaped(act_.lnf, {N, C});
@@ -275,6 +329,18 @@ void Llama::run_forward(int64_t B, int64_t T) {
   be.matmul_forward(shaped(act_.logits, {N, c.vocab_size}), lnf, lm_head_);
   last_B_ = B;
   last_T_ = T;
+}
+
+void Llama::mlp_front(int64_t l, int64_t B, int64_t T) {
+  const ModelConfig& c = config_;
+  const LayerActivations& a = act_.layers[l];
+  const int64_t N = B * T, C = c.dim;
+  const Tensor ln2 = shaped(a.ln2, {N, C});
+  const Tensor gate_up = shaped(a.gate_up, {N, 2 * c.ffn_dim});
+  backend_.rmsnorm_forward(ln2, shaped(a.rstd2, {N}), shaped(a.x_mid, {N, C}), w_[l].mlp_norm,
+                           c.norm_eps);
+  backend_.matmul_forward(gate_up, ln2, w_[l].w_gate_up);
+  backend_.swiglu_forward(shaped(a.act, {N, c.ffn_dim}), gate_up);
 }
 
 void Llama::forward_logits(const int32_t* inputs, int64_t B, int64_t T) {
@@ -314,7 +380,7 @@ double Llama::forward(const int32_t* inputs, const int32_t* targets, const float
   has_loss_grad_ = true;
 
   double weighted = 0;
-  if (dtype_ == DType::f64) {
+  if (losses.dtype == DType::f64) {
     backend_.copy_to_host(host_losses_.data(), losses);
   } else {
     backend_.copy_to_host(host_losses_f32_.data(), losses);
@@ -341,10 +407,19 @@ void Llama::backward() {
   be.rmsnorm_backward(d_resid, d_final_norm_, d_norm, shaped(act_.residual[c.n_layers], {N, C}),
                       final_norm_, shaped(act_.rstdf, {N}));
 
+  const bool redo_mlp = recompute_ == Recompute::mlp || recompute_ == Recompute::all;
+  const bool redo_att = recompute_ == Recompute::attention || recompute_ == Recompute::all;
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const LayerWeights& w = w_[l];
     const LayerWeights& dw = dw_[l];
     const LayerActivations& a = act_.layers[l];
+    // The shared recompute buffers still hold the last layer's values from the forward.
+    const bool last = l == c.n_layers - 1;
+    if (redo_mlp && !last) mlp_front(l, B, T);
+    if (redo_att && !last)
+      be.attention_forward(shaped(a.att, {B, T, Hq, D}), shaped(a.lse, {B, Hq, T}),
+                           shaped(a.qkv, {B, T, Hq + 2 * Hkv, D}), static_cast<int>(Hq),
+                           static_cast<int>(Hkv));
     // MLP block: x_next = x_mid + w_down(swiglu(w_gate_up(norm(x_mid)))).
     const Tensor d_act = shaped(act_.d_act, {N, c.ffn_dim});
     const Tensor d_gate_up = shaped(act_.d_gate_up, {N, 2 * c.ffn_dim});

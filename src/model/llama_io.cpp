@@ -6,7 +6,7 @@ namespace meap {
 
 namespace {
 
-// The parameter as host f32, converted from the model's dtype.
+// A master view (f32, or f64 for a gradient-check model) as host f32.
 std::vector<float> host_f32(const Llama& model, const Tensor& t) {
   std::vector<float> out(t.numel());
   if (t.dtype == DType::f32) {
@@ -25,10 +25,11 @@ std::vector<int64_t> shape_of(const Tensor& t) {
 
 }  // namespace
 
+// Files hold the fp32 master weights: a bf16 working copy would lose what AdamW keeps.
 void add_llama_weights(SafetensorsWriter& writer, const Llama& model) {
   for (const NamedParameter& p : model.parameters()) {
-    const std::vector<float> host = host_f32(model, p.value);
-    writer.add(p.name, DType::f32, shape_of(p.value), host.data());
+    const std::vector<float> host = host_f32(model, p.master);
+    writer.add(p.name, DType::f32, shape_of(p.master), host.data());
   }
 }
 
@@ -52,15 +53,16 @@ void load_llama_weights(Llama& model, const std::string& path) {
   for (const NamedParameter& p : model.parameters()) {
     if (!file.has(p.name))
       fail(path, " has no tensor '", p.name, "': the file belongs to another model shape");
-    std::vector<float> host(p.value.numel());
-    file.read(p.name, DType::f32, shape_of(p.value), host.data());
-    if (p.value.dtype == DType::f32) {
-      model.backend().copy_from_host(p.value, host.data());
+    std::vector<float> host(p.master.numel());
+    file.read(p.name, DType::f32, shape_of(p.master), host.data());
+    if (p.master.dtype == DType::f32) {
+      model.backend().copy_from_host(p.master, host.data());
     } else {
       std::vector<double> d(host.begin(), host.end());
-      model.backend().copy_from_host(p.value, d.data());
+      model.backend().copy_from_host(p.master, d.data());
     }
   }
+  model.sync_working_copy();  // the bf16 working copy the forward reads
 }
 
 }  // namespace meap

@@ -97,6 +97,7 @@ std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& context,
   std::vector<int32_t> generated;
   std::vector<float> row(static_cast<size_t>(vocab));
   std::vector<double> row64;
+  std::vector<uint16_t> row16;
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
     // The model attends over at most `window` positions; older tokens fall off the front.
     const int64_t n = static_cast<int64_t>(tokens.size());
@@ -106,6 +107,10 @@ std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& context,
     const Tensor last = model.logits().reshaped({T, vocab}).rows(T - 1, T);  // (1, V)
     if (last.dtype == DType::f32) {
       model.backend().copy_to_host(row.data(), last);
+    } else if (last.dtype == DType::bf16) {  // a bf16 model's logits: widened exactly
+      row16.resize(row.size());
+      model.backend().copy_to_host(row16.data(), last);
+      std::transform(row16.begin(), row16.end(), row.begin(), bf16_to_f32);
     } else {
       row64.resize(row.size());
       model.backend().copy_to_host(row64.data(), last);

@@ -90,16 +90,12 @@ void add_moments(SafetensorsWriter& w, const Llama& model, const Tensor& m, cons
   std::vector<float> host;
   for (const NamedParameter& p : model.parameters()) {
     for (const auto& [prefix, flat] : {std::pair{"m.", &m}, std::pair{"v.", &v}}) {
-      Tensor view = p.value;
+      // The parameter's shape at its offset, in the moments' dtype (f32 for a bf16 model).
+      Tensor view = p.master;
+      view.dtype = flat->dtype;
       view.data = static_cast<char*>(flat->data) + p.offset * dtype_size(flat->dtype);
       host.resize(view.numel());
-      if (view.dtype == DType::f32) {
-        model.backend().copy_to_host(host.data(), view);
-      } else {
-        std::vector<double> d(view.numel());
-        model.backend().copy_to_host(d.data(), view);
-        std::copy(d.begin(), d.end(), host.begin());
-      }
+      copy_to_host_f32(model.backend(), host.data(), view);
       w.add(prefix + p.name, DType::f32,
             std::vector<int64_t>(view.shape.begin(), view.shape.begin() + view.ndim),
             host.data());

@@ -110,27 +110,37 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   if (zero1 && backend->device() != Device::cpu)
     fail("dist.zero1 is built for the CPU backend only (MPI host buffers), but train.device=",
          cfg.train.device, " chose ", backend->name(), "; set dist.zero1=false or train.device=cpu");
+  const DType dtype = precision_dtype(cfg.train, backend->device());
+  if (dtype == DType::bf16 && backend->device() == Device::cpu)
+    fail("train.precision=bf16 but train.device=", cfg.train.device, " chose the ",
+         backend->name(), " backend, which computes in fp32 only; set train.precision=auto "
+         "(or fp32), or train.device=cuda on a machine with a GPU");
+  const Recompute recompute = parse_recompute(cfg.train.recompute);
   const int64_t micro = cfg.train.micro_batch_size, T = cfg.data.seq_len;
   // ZeRO-1 cuts the flat buffers into world_size equal, aligned shards: the model pads them.
-  Llama model(cfg.model, *backend, micro, T, DType::f32,
-              zero1 ? comm.world_size() * kZeroShardAlign : 1);
-  const Tensor params = model.flat_parameters(), grads = model.flat_gradients();
+  Llama model(cfg.model, *backend, micro, T, dtype,
+              zero1 ? comm.world_size() * kZeroShardAlign : 1, recompute);
+  // AdamW updates the master (fp32 for a bf16 model, else the parameters themselves) from
+  // the f32 gradients, and writes the bf16 working copy the forward reads when there is one.
+  const Tensor master = model.flat_master(), grads = model.flat_gradients();
+  const Tensor working = dtype == DType::bf16 ? model.flat_parameters() : Tensor{};
   // The flat range whose optimizer state this rank owns: all of it without ZeRO-1.
-  const ShardRange shard = zero1 ? shard_range(params.numel(), comm.rank(), comm.world_size())
-                                 : ShardRange{0, params.numel()};
+  const ShardRange shard = zero1 ? shard_range(master.numel(), comm.rank(), comm.world_size())
+                                 : ShardRange{0, master.numel()};
   const std::vector<ShardSegment> segments = shard_segments(model.parameters(), shard);
-  const size_t moment_bytes = arena_aligned(shard.length * dtype_size(model.dtype()));
+  // Moments in the master's dtype: f32 for bf16 and f32 models.
+  const size_t moment_bytes = arena_aligned(shard.length * dtype_size(master.dtype));
   Arena moments(*backend, 2 * moment_bytes);
-  const Tensor m = moments.take(model.dtype(), {shard.length});
-  const Tensor v = moments.take(model.dtype(), {shard.length});
+  const Tensor m = moments.take(master.dtype, {shard.length});
+  const Tensor v = moments.take(master.dtype, {shard.length});
   // ZeRO-1's reduce-scatter runs in place: this rank's summed gradient shard (S) lands in
   // the first S elements of the gradient buffer (the rest is then scratch until zero_grad),
   // so no gradient-shard buffer is needed.
   const Tensor grad_shard = zero1 ? grads.rows(0, shard.length) : Tensor{};
-  // The update's view of a flat range: parameters, gradients (the whole reduced buffer, or
-  // the shard), moments (always the shard's own).
+  // The update's view of a flat range: master, working copy, gradients (the whole reduced
+  // buffer, or the shard), moments (always the shard's own).
   const auto flat_view = [](const Tensor& flat, int64_t begin, int64_t length) {
-    return flat.rows(begin, begin + length);
+    return flat.empty() ? Tensor{} : flat.rows(begin, begin + length);
   };
 
   const fs::path run_dir = cfg.run.out_dir;
@@ -151,6 +161,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     if (saved.model != cfg.model)
       fail("the checkpoint ", *existing, " is of another model shape than this config's model "
            "section; resume with the config it was written with");
+    // Loads the fp32 master and re-syncs the working copy (load_llama_weights).
     load_checkpoint_tensors(*existing, model, m, v, shard.begin);
     train_stream.restore(man.streamer);
     result.start_step = man.step;
@@ -170,9 +181,14 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       "{} rank(s) ({})",
       model.num_parameters(), cfg.train.global_batch_size * T, train_stream.batches_per_epoch(),
       backend->name(), comm.world_size(), comm.name());
+  say(quiet, "precision {}{}; recompute {} ({} of activations)",
+      dtype == DType::bf16 ? "bf16" : "fp32",
+      dtype == DType::bf16 ? " (fp32 master weights, f32 gradients and moments)" : "",
+      recompute_name(recompute),
+      human_bytes(Llama::memory_plan(cfg.model, micro, T, dtype, recompute).activation_bytes));
   // tests/mpi parses "optimizer state: N bytes per rank".
   say(quiet, "optimizer state: {} bytes per rank (AdamW m and v of {} of {} flat elements; {})",
-      moments.capacity(), shard.length, params.numel(),
+      moments.capacity(), shard.length, master.numel(),
       zero1 ? fmt::format("ZeRO-1 shard {} of {}", comm.rank() + 1, comm.world_size())
             : std::string("replicated on every rank"));
 
@@ -238,15 +254,19 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     for (const ShardSegment& seg : segments) {
       hp.weight_decay = seg.weight_decay ? cfg.optim.weight_decay : 0.0;
       const int64_t local = seg.offset - shard.begin;  // inside the shard
-      backend->adamw_update(flat_view(params, seg.offset, seg.length),
+      backend->adamw_update(flat_view(master, seg.offset, seg.length),
                             zero1 ? flat_view(grad_shard, local, seg.length)
                                   : flat_view(grads, seg.offset, seg.length),
                             flat_view(m, local, seg.length), flat_view(v, local, seg.length),
-                            hp, Tensor{});
+                            hp, flat_view(working, seg.offset, seg.length));
     }
-    if (zero1)  // every rank gets the others' updated shards
-      comm.all_gather(flat_view(params, shard.begin, shard.length), params,
+    if (zero1) {
+      // Every rank gets the others' updated master shards; the working copy then follows
+      // (a no-op unless bf16, which ZeRO-1 does not reach yet: it is CPU-only).
+      comm.all_gather(flat_view(master, shard.begin, shard.length), master,
                       "parameter all-gather");
+      model.sync_working_copy();
+    }
     const uint64_t step_tokens = cfg.train.global_batch_size * T;
     tokens_seen += step_tokens;
     tokens_since_log += step_tokens;

@@ -2,6 +2,7 @@
 // invariant 4), before it touches the run directory.
 #include <catch2/catch.hpp>
 
+#include "meap/backend.hpp"
 #include "meap/config.hpp"
 #include "meap/error.hpp"
 #include "meap/trainer.hpp"
@@ -155,4 +156,51 @@ TEST_CASE("train: resuming with another model shape is refused", "[trainer][conf
   CHECK_THAT(msg, Contains("model shape"));
   CHECK_THAT(msg, Contains("step-00000001"));
   CHECK(loss_lines(run).size() == 1);  // nothing trained on top of it
+}
+
+TEST_CASE("train: train.precision=bf16 without a GPU is refused naming the key",
+          "[trainer][config][precision]") {
+  ScratchDir d("config-bf16");
+  const fs::path run = d.path / "run";
+  // train.device=cpu (the micro config's): the config itself says what to do.
+  try {
+    micro_config(run, {"train.precision=bf16"});
+    FAIL("bf16 with train.device=cpu must be refused");
+  } catch (const meap::Error& e) {
+    CHECK_THAT(e.what(), Contains("train.precision=bf16"));
+    CHECK_THAT(e.what(), Contains("train.device=cuda"));
+  }
+  // train.device=auto is decided when the backend is chosen.
+  if (meap::cuda_available()) {
+    WARN("SKIPPED the device=auto half: a GPU is visible, so auto may pick CUDA");
+    return;
+  }
+  const std::string msg =
+      train_error(micro_config(run, {"train.precision=bf16", "train.device=auto"}));
+  CHECK_THAT(msg, Contains("train.precision=bf16"));
+  CHECK_THAT(msg, Contains("train.precision=auto"));
+  CHECK_FALSE(fs::exists(run / "checkpoints"));
+}
+
+TEST_CASE("inspect: train.recompute lowers the activation bytes it prints",
+          "[trainer][recompute]") {
+  ScratchDir d("inspect-recompute");
+  const std::string config = std::string(MEAP_SOURCE_DIR) + "/configs/tinyllama-1.1b.yaml";
+  // "activation_bytes N" of `meap inspect CONFIG overrides...`.
+  const auto activation_bytes = [&](const std::string& recompute) -> long long {
+    const fs::path log = d.path / ("inspect-" + recompute);
+    const int status = run_meap({"inspect", config, "train.recompute=" + recompute}, log);
+    const std::string out = slurp(log);
+    INFO(out);
+    REQUIRE(status == 0);
+    const auto at = out.find("activation_bytes ");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(out.substr(at + 17));
+  };
+  const long long none = activation_bytes("none"), mlp = activation_bytes("mlp"),
+                  att = activation_bytes("attention"), all = activation_bytes("all");
+  CHECK(mlp < none);
+  CHECK(att < none);
+  CHECK(all < mlp);
+  CHECK(all < att);
 }

@@ -160,6 +160,21 @@ TEST_CASE("train: stopped on request after 3 of 7 steps and resumed equals 7 str
   });
 }
 
+TEST_CASE("train: train.recompute changes no number, also when switched on resume",
+          "[trainer][resume][recompute]") {
+  // Straight: 4 steps recomputing. Split: 2 steps keeping everything, resumed to 4
+  // recomputing. Losses, gradient norms, weights and moments must agree bit for bit.
+  std::vector<std::string> o = {"optim.warmup_steps=10", "data.meap.mask_ratio=0.15"};
+  SECTION("mlp") { o.push_back("train.recompute=mlp"); }
+  SECTION("attention") { o.push_back("train.recompute=attention"); }
+  SECTION("all") { o.push_back("train.recompute=all"); }
+  check_split_equals_straight(o, 2, 4, [&](const fs::path& run) {
+    return meap::train(micro_config(run, {"optim.warmup_steps=10", "data.meap.mask_ratio=0.15",
+                                          "train.recompute=none", "train.max_steps=2"}),
+                       quiet());
+  });
+}
+
 TEST_CASE("train: clipping is really active in the clipped runs", "[trainer][resume]") {
   // Guards the test above: with optim.grad_clip=0.01 every step's gradient norm exceeds it.
   const SingleThreaded single_threaded;

@@ -55,7 +55,8 @@ optim:
   betas: [0.8, 0.99]
   eps: 1.0e-6
   grad_clip: 0
-train: {global_batch_size: 48, micro_batch_size: 4, max_steps: 11, device: cpu, precision: bf16}
+train: {global_batch_size: 48, micro_batch_size: 4, max_steps: 11, device: cuda, precision: bf16,
+        recompute: mlp}
 checkpoint: {interval: 5, keep_last: 2}
 eval: {interval: 6, steps: 3}
 log: {interval: 2}
@@ -107,8 +108,9 @@ TEST_CASE("config: every key of a full config is read", "[config]") {
   CHECK(c.train.global_batch_size == 48);
   CHECK(c.train.micro_batch_size == 4);
   CHECK(c.train.max_steps == 11);
-  CHECK(c.train.device == "cpu");
+  CHECK(c.train.device == "cuda");
   CHECK(c.train.precision == "bf16");
+  CHECK(c.train.recompute == "mlp");
   CHECK(c.checkpoint.interval == 5);
   CHECK(c.checkpoint.keep_last == 2);
   CHECK(c.eval.interval == 6);
@@ -252,6 +254,8 @@ TEST_CASE("config: values out of range name the key", "[config]") {
       {"train.max_steps=0", "train.max_steps"},
       {"train.device=tpu", "train.device"},
       {"train.precision=fp16", "train.precision"},
+      {"train.recompute=mlps", "train.recompute"},
+      {"train.recompute=true", "train.recompute"},
       {"checkpoint.interval=0", "checkpoint.interval"},
       {"checkpoint.keep_last=0", "checkpoint.keep_last"},
       {"eval.interval=0", "eval.interval"},
@@ -267,6 +271,29 @@ TEST_CASE("config: values out of range name the key", "[config]") {
   CHECK_NOTHROW(parse_config(kModel, {"data.meap.mask_ratio=0", "optim.grad_clip=0",
                                       "optim.min_lr=0", "optim.warmup_steps=0",
                                       "optim.weight_decay=0", "optim.betas=[0, 0]"}));
+}
+
+TEST_CASE("config: train.precision and train.recompute", "[config]") {
+  // Defaults: the device's natural precision, everything kept for the backward.
+  Config d = parse_config(kModel);
+  CHECK(d.train.precision == "auto");
+  CHECK(d.train.recompute == "none");
+  CHECK(meap::precision_dtype(d.train, meap::Device::cpu) == meap::DType::f32);
+  CHECK(meap::precision_dtype(d.train, meap::Device::cuda) == meap::DType::bf16);
+  Config f = parse_config(kModel, {"train.precision=fp32"});
+  CHECK(meap::precision_dtype(f.train, meap::Device::cuda) == meap::DType::f32);
+  Config b = parse_config(kModel, {"train.precision=bf16", "train.device=cuda"});
+  CHECK(meap::precision_dtype(b.train, meap::Device::cuda) == meap::DType::bf16);
+  for (const char* r : {"none", "mlp", "attention", "all"})
+    CHECK(parse_config(kModel, {std::string("train.recompute=") + r}).train.recompute == r);
+
+  // bf16 on the CPU is refused naming the key and saying what to do.
+  const std::string msg = error_of(kModel, {"train.precision=bf16", "train.device=cpu"});
+  CHECK_THAT(msg, Contains("train.precision=bf16"));
+  CHECK_THAT(msg, Contains("train.device=cuda"));
+  CHECK_THAT(msg, Contains("train.precision=auto"));
+  // device auto may find a GPU: the trainer decides once the backend is chosen.
+  CHECK_NOTHROW(parse_config(kModel, {"train.precision=bf16", "train.device=auto"}));
 }
 
 TEST_CASE("config: data.seq_len must fit model.max_seq_len", "[config]") {
@@ -324,7 +351,7 @@ TEST_CASE("config: config_to_yaml reads back to an equal config", "[config]") {
   Config d = parse_config(kModel);
   std::string dy = meap::config_to_yaml(d);
   for (const char* key : {"seed:", "init_std:", "keep_special_unmasked:", "betas:", "eps:",
-                          "precision:", "keep_last:", "steps:"})
+                          "precision:", "recompute:", "keep_last:", "steps:"})
     CHECK_THAT(dy, Contains(key));
   CHECK(parse_config(dy) == d);
 
