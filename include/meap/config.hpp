@@ -63,6 +63,10 @@ struct TrainConfig {
 struct CheckpointConfig {
   int64_t interval = 100;  // steps between checkpoints
   int64_t keep_last = 3;
+  // A checkpoint (or run directory, or `meap import` output) whose weights a fresh run
+  // starts from instead of random ones; the optimizer and data order start anew. Ignored
+  // when --resume finds a checkpoint of this run.
+  std::string init_from;
   bool operator==(const CheckpointConfig&) const = default;
 };
 

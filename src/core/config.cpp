@@ -74,6 +74,7 @@ const Key kKeys[] = {
     MEAP_KEY(train.recompute),
     MEAP_KEY(checkpoint.interval),
     MEAP_KEY(checkpoint.keep_last),
+    MEAP_KEY(checkpoint.init_from),
     MEAP_KEY(eval.interval),
     MEAP_KEY(eval.steps),
     MEAP_KEY(log.interval),

@@ -170,7 +170,21 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     say(quiet, "resumed from {} (step {}, {} tokens seen)", *existing, man.step, tokens_seen);
   } else {
     if (opt.resume) say(quiet, "no checkpoint in {}: starting from scratch", run_dir.string());
-    model.init_weights(cfg.run.seed);
+    if (cfg.checkpoint.init_from.empty()) {
+      model.init_weights(cfg.run.seed);
+    } else {
+      const std::string from = resolve_checkpoint_dir(cfg.checkpoint.init_from);
+      const Config source = parse_config(read_checkpoint_manifest(from).config_yaml, {},
+                                         from + "/manifest.json");
+      ModelConfig shape = source.model;
+      shape.init_std = cfg.model.init_std;  // only the initialisation, which is skipped
+      if (shape != cfg.model)
+        fail("checkpoint.init_from: ", from, " holds a model of another shape than this config's "
+             "model section (copy its model section: ", from, "/manifest.json)");
+      load_checkpoint_tensors(from, model, Tensor{}, Tensor{});
+      say(quiet, "initialised from {} (weights only: step, optimizer and data order start anew)",
+          from);
+    }
   }
   // Written only once the run is accepted: a refused command leaves the run's config alone.
   if (main_rank) {

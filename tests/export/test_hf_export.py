@@ -212,6 +212,24 @@ def main():
         err = rel_err(meap_logits(imported, tokens_v), theirs)
         check(err <= FP32_LIMIT, f"transformers-written {label} model (8 heads / 2 kv, rope_theta "
               f"5e5): meap logits max rel error {err:.2e}")
+        if not tied:
+            # Continued pre-training from the import: checkpoint.init_from loads its weights
+            # (a 1e-9 learning rate leaves them as they were, so transformers' logits hold).
+            cont = os.path.join(WORK, "continued")
+            cfg_path = os.path.join(WORK, "continued.yaml")
+            write_config(cfg_path, cont, data, tied=False)
+            shape = ["model.dim=64", "model.ffn_dim=80", "model.n_heads=8", "model.n_kv_heads=2",
+                     "model.rope_theta=500000", "model.norm_eps=1e-6", f"model.vocab_size={vocab}"]
+            p = run(MEAP, "train", cfg_path, *shape, "optim.lr=1e-9", "optim.min_lr=0",
+                    "train.max_steps=1", f"checkpoint.init_from={imported}")
+            err = rel_err(meap_logits(cont, tokens_v), theirs)
+            check("initialised from" in p.stdout + p.stderr and err <= FP32_LIMIT,
+                  f"checkpoint.init_from continues from the import (logits max rel error "
+                  f"{err:.2e} after one step at lr 1e-9)")
+            p = run(MEAP, "train", cfg_path, "run.out_dir=" + cont + "-bad",
+                    f"checkpoint.init_from={imported}", expect_ok=False)
+            check(p.returncode != 0 and "checkpoint.init_from" in p.stderr and
+                  "another shape" in p.stderr, "checkpoint.init_from of another shape is refused")
 
     # A vocabulary without [MASK]: a SentencePiece model trained here without it.
     plain_prefix = os.path.join(WORK, "plain")
