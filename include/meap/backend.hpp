@@ -45,6 +45,9 @@ class Backend {
   virtual void copy_to_host(void* host, const Tensor& src) = 0;          // src.nbytes()
   virtual void fill_zero(const Tensor& t) = 0;
   virtual void synchronize() = 0;
+  // The stream (cudaStream_t) this backend queues its work on, for collectives that must
+  // wait for it on the device; null for a backend whose ops complete before they return.
+  virtual void* stream() const { return nullptr; }
   // dst = src converted element-wise (same numel): f32 <-> bf16 (round to nearest even),
   // f32 <-> f64, or a plain copy when the dtypes agree.
   virtual void cast(const Tensor& dst, const Tensor& src) = 0;
@@ -129,6 +132,9 @@ class Backend {
 
 // "cpu", "cuda" or "auto" (cuda when compiled in and a GPU is present, else cpu).
 std::unique_ptr<Backend> make_backend(const std::string& device);
+
+// The device make_backend(device) gives: "auto" resolved, other names checked.
+Device resolve_device(const std::string& device);
 
 // True when this binary was built with the CUDA backend and a GPU is visible.
 bool cuda_available();

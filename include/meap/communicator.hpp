@@ -44,6 +44,14 @@ class Communicator {
   // rank * S. shard may be (and in the trainer is) the view of full at that offset, in
   // which case nothing is copied locally.
   virtual void all_gather(const Tensor& shard, const Tensor& full, const char* what) = 0;
+  // Non-blocking all-reduce, for gradient buckets reduced while the backward goes on:
+  // starts summing t in place (f32 or f64) and returns; wait_started() completes every one
+  // started since the last wait (under the watchdog, like a blocking collective). Until
+  // then t must not be touched. after_stream: for device buffers, the stream (a
+  // cudaStream_t) whose queued work writes t -- the reduction waits for it on the device,
+  // not on the host; null for host buffers.
+  virtual void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) = 0;
+  virtual void wait_started(const char* what) = 0;
   // Every rank's t (any dtype, same shape everywhere) becomes root's t.
   virtual void broadcast(const Tensor& t, int root, const char* what) = 0;
   virtual void barrier(const char* what) = 0;

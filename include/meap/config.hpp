@@ -86,6 +86,9 @@ struct DistConfig {
   // ZeRO-1: each rank keeps the AdamW moments of 1 / world_size of the parameters
   // (reduce-scatter of the gradients, sharded update, all-gather of the weights).
   bool zero1 = false;
+  // Gradient all-reduce in buckets of this many MiB, started during the last micro-batch's
+  // backward (overlapping the remaining layers); 0 = one all-reduce after the backward.
+  double bucket_mb = 25;
   bool operator==(const DistConfig&) const = default;
 };
 

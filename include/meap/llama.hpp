@@ -5,6 +5,7 @@
 // parameters sits beside the bf16 working copy (precisions: include/meap/backend.hpp).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -106,8 +107,14 @@ class Llama {
   // by grad_scale (0 = 1 / sum(w_i), the gradient of the returned mean).
   double forward(const int32_t* inputs, const int32_t* targets, const float* weights, int64_t B,
                  int64_t T, double grad_scale = 0);
-  // Adds d(loss)/d(parameters) of the last forward() into the flat gradients.
-  void backward();
+  // Adds d(loss)/d(parameters) of the last forward() into the flat gradients. ready, when
+  // given, is called with each flat element range [begin, end) as soon as the backward
+  // has finished writing its gradients -- the head and final norm (with the padding at the
+  // end), then layer L-1 ... layer 0, then the embedding (which a tied head shares) -- so
+  // data parallelism can reduce them while the backward goes on. The ranges tile the flat
+  // buffer exactly; on a device they are ready in the backend's stream order.
+  using GradientsReady = std::function<void(int64_t begin, int64_t end)>;
+  void backward(const GradientsReady& ready = {});
 
   // Forward without a loss: logits() then holds (B, T, V) for inspection or sampling, in
   // the model's dtype (bf16 for a bf16 model: read it with backend().cast or bf16_to_f32).
@@ -168,6 +175,8 @@ class Llama {
   std::vector<float> host_losses_f32_;  // (N) staging for f32 losses (f32 and bf16 models)
 
   int64_t last_B_ = 0, last_T_ = 0;
+  // Flat offsets where layer l's parameters begin (layer_begin_[L] = the final norm's).
+  std::vector<int64_t> layer_begin_;
   bool has_loss_grad_ = false;
 };
 

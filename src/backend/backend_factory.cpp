@@ -8,14 +8,18 @@ namespace meap {
 bool cuda_available() { return false; }
 #endif
 
+Device resolve_device(const std::string& device) {
+  if (device == "cpu") return Device::cpu;
+  // The CUDA backend's model ops arrive with the [cuda-backend] issue; until then
+  // auto means the CPU even where a GPU is present.
+  if (device == "auto") return Device::cpu;
+  if (device == "cuda") return Device::cuda;
+  fail("unknown device '", device, "' (expected auto, cpu or cuda)");
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device) {
-  if (device == "cpu") return std::make_unique<CpuBackend>();
-  if (device == "auto") {
-    // The CUDA backend's model ops arrive with the [cuda-backend] issue; until then
-    // auto means the CPU even where a GPU is present.
-    return std::make_unique<CpuBackend>();
-  }
-  if (device == "cuda") {
+  if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>();
+  {
     if (!cuda_available())
       fail("train.device is 'cuda' but ",
 #ifdef MEAP_WITH_CUDA

@@ -80,6 +80,7 @@ const Key kKeys[] = {
     MEAP_KEY(log.interval),
     MEAP_KEY(dist.timeout_s),
     MEAP_KEY(dist.zero1),
+    MEAP_KEY(dist.bucket_mb),
 };
 
 #undef MEAP_KEY
@@ -496,6 +497,8 @@ void validate_config(const Config& c, int world_size) {
   require(c.log.interval > 0, "log.interval", "a positive integer", c.log.interval);
   require(c.dist.timeout_s > 0, "dist.timeout_s", "a positive number of seconds",
           c.dist.timeout_s);
+  require(c.dist.bucket_mb >= 0, "dist.bucket_mb", ">= 0 (0 = one all-reduce after the backward)",
+          c.dist.bucket_mb);
   // The sharded update runs over host buffers (MPI, the CPU backend); NCCL is not built.
   if (c.dist.zero1 && c.train.device == "cuda")
     fail("dist.zero1 is built for the CPU backend only (MPI host buffers); set "

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "local_communicator.hpp"
 #include "meap/error.hpp"
@@ -72,6 +73,34 @@ class MpiCommunicator final : public Communicator {
       MEAP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * dtype_size(t.dtype), count, type,
                                    MPI_SUM, MPI_COMM_WORLD));
     }
+  }
+
+  void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) override {
+    check_host(t, what);
+    MEAP_CHECK(after_stream == nullptr, what, ": MPI reduces host buffers; no stream to wait on");
+    MEAP_CHECK(t.dtype == DType::f32 || t.dtype == DType::f64, "all-reduce of ",
+               dtype_name(t.dtype));
+    const MPI_Datatype type = t.dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE;
+    char* p = static_cast<char*>(t.data);
+    for (int64_t done = 0, n = t.numel(); done < n; done += max_count_) {
+      const int count = static_cast<int>(std::min(max_count_, n - done));
+      MPI_Request r;
+      MEAP_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + done * dtype_size(t.dtype), count, type,
+                                    MPI_SUM, MPI_COMM_WORLD, &r));
+      pending_.push_back(r);
+    }
+    // MPI moves non-blocking collectives on only inside MPI calls: poke the earlier ones.
+    int all_done = 0;
+    MEAP_MPI_CHECK(MPI_Testall(static_cast<int>(pending_.size()), pending_.data(), &all_done,
+                               MPI_STATUSES_IGNORE));
+  }
+
+  void wait_started(const char* what) override {
+    if (pending_.empty()) return;
+    CollectiveWatchdog::Armed armed(watchdog_, what);
+    MEAP_MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(),
+                               MPI_STATUSES_IGNORE));
+    pending_.clear();
   }
 
   void all_reduce_sum(double* values, int n, const char* what) override {
@@ -165,6 +194,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   CollectiveWatchdog watchdog_;
+  std::vector<MPI_Request> pending_;  // started, not yet waited for (completed ones are null)
   int rank_ = 0, size_ = 1;
   int64_t max_count_ = int64_t{1} << 30;  // elements per MPI call (counts are ints)
   bool owns_mpi_ = false;

@@ -141,6 +141,8 @@ class NcclCommunicator final : public Communicator {
       }
       if (stream_) cudaStreamDestroy(stream_);
       stream_ = nullptr;
+      if (ready_event_) cudaEventDestroy(ready_event_);
+      ready_event_ = nullptr;
     } catch (...) {
     }
   }
@@ -159,6 +161,32 @@ class NcclCommunicator final : public Communicator {
     MEAP_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), type, ncclSum,
                                   comm_, stream_));
     wait_collective(what, deadline);
+  }
+
+  void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) override {
+    check_device(t, what);
+    const ncclDataType_t type = nccl_type(t.dtype, what);
+    if (t.numel() == 0) return;
+    usable(what);
+    MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    if (after_stream) {
+      // The reduction queues behind the producer's work on the device; the host goes on.
+      if (!ready_event_) MEAP_CUDA_CHECK(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming));
+      MEAP_CUDA_CHECK(cudaEventRecord(ready_event_, static_cast<cudaStream_t>(after_stream)));
+      MEAP_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_event_, 0));
+    }
+    if (!started_) started_deadline_ = deadline_from_now();
+    started_ = true;
+    MEAP_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), type, ncclSum,
+                                  comm_, stream_));
+    // A non-blocking communicator takes the next call only once this one is enqueued.
+    wait_collective(what, started_deadline_, /*enqueued_only=*/true);
+  }
+
+  void wait_started(const char* what) override {
+    if (!started_) return;
+    started_ = false;
+    wait_collective(what, started_deadline_);
   }
 
   // The few host doubles (loss sums, token weights, the stop vote) go over MPI, already up
@@ -350,6 +378,9 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> host_;  // declared first: ends (MPI_Finalize) after NCCL
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_event_ = nullptr;  // the producer stream's point a bucket waits for
+  bool started_ = false;               // all_reduce_sum_start calls not yet waited for
+  Clock::time_point started_deadline_{};
   ncclComm_t comm_ = nullptr;
   bool aborted_ = false;
 };

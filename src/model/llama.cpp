@@ -210,6 +210,9 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
     next(w_[l].w_down, dw_[l].w_down);
   }
   next(final_norm_, d_final_norm_);
+  for (int64_t l = 0; l < config_.n_layers; ++l)
+    layer_begin_.push_back(parameter("layers." + std::to_string(l) + ".attention_norm.weight").offset);
+  layer_begin_.push_back(parameter("norm.weight").offset);
   if (config_.tie_embeddings) {
     lm_head_ = embedding_;
     d_lm_head_ = d_embedding_;
@@ -390,8 +393,11 @@ double Llama::forward(const int32_t* inputs, const int32_t* targets, const float
   return weight_sum > 0 ? weighted / weight_sum : 0.0;
 }
 
-void Llama::backward() {
+void Llama::backward(const GradientsReady& ready) {
   if (!has_loss_grad_) fail("backward() needs a preceding forward() with targets");
+  const auto report = [&](int64_t begin, int64_t end) {
+    if (ready) ready(begin, end);
+  };
   Backend& be = backend_;
   const ModelConfig& c = config_;
   const int64_t B = last_B_, T = last_T_, N = B * T, C = c.dim, Hq = c.n_heads,
@@ -406,6 +412,8 @@ void Llama::backward() {
   be.fill_zero(d_resid);
   be.rmsnorm_backward(d_resid, d_final_norm_, d_norm, shaped(act_.residual[c.n_layers], {N, C}),
                       final_norm_, shaped(act_.rstdf, {N}));
+  // A tied head's gradient lives in the embedding's range, reported last.
+  report(layer_begin_[c.n_layers], grads_.numel());
 
   const bool redo_mlp = recompute_ == Recompute::mlp || recompute_ == Recompute::all;
   const bool redo_att = recompute_ == Recompute::attention || recompute_ == Recompute::all;
@@ -440,8 +448,10 @@ void Llama::backward() {
     be.matmul_backward(d_norm, dw.wqkv, d_qkv, shaped(a.ln1, {N, C}), w.wqkv);
     be.rmsnorm_backward(d_resid, dw.attn_norm, d_norm, shaped(act_.residual[l], {N, C}),
                         w.attn_norm, shaped(a.rstd1, {N}));
+    report(layer_begin_[l], layer_begin_[l + 1]);
   }
   be.embedding_backward(d_embedding_, d_resid, shaped(act_.tokens, {N}));
+  report(0, layer_begin_[0]);
   has_loss_grad_ = false;
 }
 

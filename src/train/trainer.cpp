@@ -12,6 +12,7 @@
 
 #include "meap/arena.hpp"
 #include "meap/checkpoint.hpp"
+#include "meap/gradient_buckets.hpp"
 #include "meap/communicator.hpp"
 #include "meap/human_format.hpp"
 #include "meap/llama.hpp"
@@ -81,7 +82,10 @@ void say(bool quiet, fmt::format_string<Args...> format, Args&&... args) {
 }  // namespace
 
 TrainResult train(const Config& cfg, const TrainerOptions& opt) {
-  const std::unique_ptr<Communicator> comm_owner = make_communicator(cfg.dist.timeout_s);
+  // Device buffers (a GPU run) reduce over NCCL, host buffers over MPI. The communicator
+  // comes first: NCCL picks this rank's GPU (local rank), on which the backend then allocates.
+  const std::unique_ptr<Communicator> comm_owner =
+      make_communicator(cfg.dist.timeout_s, resolve_device(cfg.train.device));
   Communicator& comm = *comm_owner;
   validate_config(cfg, comm.world_size());
   const bool main_rank = comm.rank() == 0;  // logs and writes the run's shared files
@@ -137,6 +141,13 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   // the first S elements of the gradient buffer (the rest is then scratch until zero_grad),
   // so no gradient-shard buffer is needed.
   const Tensor grad_shard = zero1 ? grads.rows(0, shard.length) : Tensor{};
+  // Bucketed all-reduce overlapped with the backward (plain data parallelism, >1 rank).
+  std::unique_ptr<GradientBuckets> buckets;
+  if (!zero1 && comm.world_size() > 1 && cfg.dist.bucket_mb > 0) {
+    const auto bucket_elems = std::max<int64_t>(
+        1, static_cast<int64_t>(cfg.dist.bucket_mb * 1024 * 1024 / dtype_size(grads.dtype)));
+    buckets = std::make_unique<GradientBuckets>(comm, grads, bucket_elems, backend->stream());
+  }
   // The update's view of a flat range: master, working copy, gradients (the whole reduced
   // buffer, or the shard), moments (always the shard's own).
   const auto flat_view = [](const Tensor& flat, int64_t begin, int64_t length) {
@@ -228,6 +239,11 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
 
     model.zero_grad();
     double loss_sum = 0;
+    // With buckets, the last micro-batch's backward starts each bucket's all-reduce as soon
+    // as its layers are done; the earlier micro-batches only accumulate (DDP's no_sync).
+    const Llama::GradientsReady on_ready = [&](int64_t begin, int64_t end) {
+      buckets->ready(begin, end);
+    };
     for (int64_t k = 0; k < accumulation; ++k) {
       const int64_t off = k * micro * T;
       double w = 0;
@@ -235,7 +251,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       loss_sum += w * model.forward(batch.inputs.data() + off, batch.targets.data() + off,
                                     batch.weights.data() + off, micro, T,
                                     batch_weight > 0 ? 1.0 / batch_weight : 0.0);
-      model.backward();
+      model.backward(buckets && k == accumulation - 1 ? on_ready : Llama::GradientsReady{});
     }
     // Each rank's gradient is already scaled by 1 / (global weight): the sum is the mean.
     // ZeRO-1 sums only the shard this rank updates; the norm is then a sum over shards.
@@ -245,7 +261,14 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       grad_sq = backend->sum_squares(grad_shard);
       comm.all_reduce_sum(&grad_sq, 1, "gradient norm");
     } else {
-      comm.all_reduce_sum(grads, "gradient all-reduce");
+      if (buckets) {
+        buckets->finish();
+        if (step == result.start_step + 1)  // tests/mpi parses this line
+          say(quiet, "gradient all-reduce: {} buckets per step (dist.bucket_mb {}), started "
+              "during the backward", buckets->buckets_started(), cfg.dist.bucket_mb);
+      } else {
+        comm.all_reduce_sum(grads, "gradient all-reduce");
+      }
       grad_sq = backend->sum_squares(grads);
     }
     comm.all_reduce_sum(&loss_sum, 1, "loss all-reduce");

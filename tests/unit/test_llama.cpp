@@ -162,3 +162,37 @@ TEST_CASE("Llama refuses out-of-vocabulary tokens and oversized batches", "[mode
                       Catch::Contains("exceeds"));
   REQUIRE_THROWS_WITH(Llama(cfg, *be, 1, 9), Catch::Contains("model.max_seq_len"));
 }
+
+TEST_CASE("backward reports flat gradient ranges, final when reported, tiling the buffer",
+          "[model]") {
+  for (bool tied : {false, true}) {
+    const ModelConfig cfg = tiny_config(tied);
+    auto be = make_backend("cpu");
+    const int64_t T = 8;
+    const Batch batch = random_batch(2, T, cfg.vocab_size, 9);
+    Llama model(cfg, *be, 2, T, DType::f64);
+    model.init_weights(2);
+    model.zero_grad();
+    model.forward(batch.inputs.data(), batch.targets.data(), batch.weights.data(), 2, T);
+    const double* g = model.flat_gradients().as<double>();
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    std::vector<std::vector<double>> at_report;
+    model.backward([&](int64_t begin, int64_t end) {
+      ranges.push_back({begin, end});
+      at_report.emplace_back(g + begin, g + end);
+    });
+    // Head + final norm, the layers top-down, the embedding: L + 2 ranges, end to start.
+    REQUIRE(ranges.size() == static_cast<size_t>(cfg.n_layers + 2));
+    int64_t expected_end = model.flat_gradients().numel();
+    for (const auto& [begin, end] : ranges) {
+      CHECK(end == expected_end);
+      CHECK(begin < end);
+      expected_end = begin;
+    }
+    CHECK(expected_end == 0);
+    // Nothing wrote a range after it was reported (a tied head's gradient is in the
+    // embedding's range, reported last).
+    for (size_t r = 0; r < ranges.size(); ++r)
+      CHECK(std::equal(at_report[r].begin(), at_report[r].end(), g + ranges[r].first));
+  }
+}
