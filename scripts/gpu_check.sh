@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine (the device tool's `run`): build with CUDA for the local GPU,
-# run every `gpu`-labelled test (and the `mpi` ones), and write a short table plus full logs
-# under $OUT (default ./gpu_check_out). See ../shared/GPU.md and docs/distributed.md.
+# run every `gpu`-labelled test (and the `mpi` ones) and the attention benchmark (ours beside
+# PyTorch SDPA), and write a short table plus full logs under $OUT (default ./gpu_check_out).
+# See ../shared/GPU.md, docs/distributed.md and docs/kernels.md.
 #
 # The device machine has no Debian -dev packages: build here first and carry the build, or
 # point CMAKE_PREFIX_PATH at unpacked packages (MEAP_DEPS_PREFIX). Never run on a device yet:
@@ -29,11 +30,15 @@ gpu=$?
 (cd "$build" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ctest -L mpi --output-on-failure) \
   > "$out/mpi_tests.log" 2>&1
 mpi=$?
+bench/attention.sh "$build" > "$out/bench_attention.txt" 2>&1
+attn_bench=$?
 skipped=$(grep -c "SKIPPED" "$out/gpu_tests.log" || true)
 {
   printf '%-14s %s\n' step "exit code"
-  printf '%-14s %s\n' configure "$configure" build "$built" "gpu tests" "$gpu" "mpi tests" "$mpi"
+  printf '%-14s %s\n' configure "$configure" build "$built" "gpu tests" "$gpu" "mpi tests" "$mpi" \
+    "attn bench" "$attn_bench"
   printf '%-14s %s\n' "gpu skips" "$skipped (must be 0 on a GPU machine)"
   grep -E "tests passed|failed out" "$out/gpu_tests.log" "$out/mpi_tests.log"
+  grep -E '^ +(D|64|128) .*\|' "$out/bench_attention.txt" || true  # the joined table
 } | tee "$out/summary.txt"
-[ "$configure$built$gpu$mpi" = "0000" ] && [ "$skipped" = 0 ]
+[ "$configure$built$gpu$mpi$attn_bench" = "00000" ] && [ "$skipped" = 0 ]
