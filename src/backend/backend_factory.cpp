@@ -2,6 +2,10 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "meap/backend.hpp"
 
+#ifdef MEAP_WITH_CUDA
+#include "backend/cuda/cuda_backend.hpp"
+#endif
+
 namespace meap {
 
 #ifndef MEAP_WITH_CUDA
@@ -11,8 +15,9 @@ bool cuda_available() { return false; }
 std::unique_ptr<Backend> make_backend(const std::string& device) {
   if (device == "cpu") return std::make_unique<CpuBackend>();
   if (device == "auto") {
-    // The CUDA backend's model ops arrive with the [cuda-backend] issue; until then
-    // auto means the CPU even where a GPU is present.
+#ifdef MEAP_WITH_CUDA
+    if (cuda_available()) return std::make_unique<CudaBackend>();
+#endif
     return std::make_unique<CpuBackend>();
   }
   if (device == "cuda") {
@@ -24,8 +29,9 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
            "this build has no CUDA backend (reconfigure with -DMEAP_CUDA=ON)"
 #endif
       );
-    fail("train.device 'cuda': this build's CUDA backend does not yet implement the model's "
-         "ops; use train.device=cpu");
+#ifdef MEAP_WITH_CUDA
+    return std::make_unique<CudaBackend>();
+#endif
   }
   fail("unknown device '", device, "' (expected auto, cpu or cuda)");
 }
