@@ -7,8 +7,9 @@
 # The device machine has no Debian -dev packages and no internet, so prepare HERE first:
 #   bash scripts/pack_for_device.sh       # builds, collects libraries, OpenMPI and data
 # then on the device, in one call:
-#   run(command="bash scripts/gpu_check.sh", carry=[".device/pack"])
-# With .device/pack present the script uses it (no configure, no build); without it the
+#   run(command="bash scripts/gpu_check.sh", carry=[".device/pack.tar.gz"])
+# With .device/pack.tar.gz (or an unpacked .device/pack) present the script uses it (no
+# configure, no build); without it the
 # script configures and builds in $MEAP_GPU_BUILD (default build-gpu), which needs the
 # Debian libraries (or MEAP_DEPS_PREFIX pointing at unpacked -dev packages). The training
 # data for the 125m run comes from .device/pack/data (or MEAP_TRAIN_DATA=DIR with
@@ -19,15 +20,20 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu_check_out}
 mkdir -p "$out"
+
+pack=.device/pack
+if [ -f .device/pack.tar.gz ]; then
+  rm -rf "$pack"
+  tar -C .device -xzf .device/pack.tar.gz
+fi
 {
   echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo "(no .git here)")"
+  [ -f "$pack/commit" ] && echo "packed binaries built from: $(cat "$pack/commit")"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   nvcc --version 2>&1 | tail -1
   ldd --version 2>&1 | head -1
 } > "$out/device.txt"
-
-pack=.device/pack
 if [ -f "$pack/env.sh" ]; then
   # Packed build: its ctest files and test binaries hold the absolute repository path it
   # was configured in. Where this copy lives elsewhere, make that path lead here.

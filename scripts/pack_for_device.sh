@@ -14,14 +14,16 @@
 #   .device/pack/mpi/     OpenMPI + PMIx runtime: mpirun, plugins, help files, their libs
 #   .device/pack/data/    tokenizer + token shards of the default corpus (KJV + fortunes)
 #   .device/pack/env.sh   sourced on the device: LD_LIBRARY_PATH, PATH, OPAL_*/PMIX_* dirs
+#   .device/pack/commit   the commit packed (the device's copy of the tree may have no .git)
 #   .device/pack/origin   the absolute repository path the build was configured in: ctest's
 #                         files and the test binaries hold it, so gpu_check.sh links it to
 #                         the device's copy of the repository when the paths differ
+#   .device/pack.tar.gz   all of .device/pack, the one file to carry (gpu_check.sh unpacks it)
 # CUDA's own libraries (libcudart, libcublasLt, libnccl) are NOT packed: the device has them.
 #
 # Usage: scripts/pack_for_device.sh       (env: MEAP_CUDA_ARCH, default 90 = H100/H200;
 #                                          MEAP_PACK_JOBS, default nproc)
-# Prints the packed size; it must stay under the device tool's 64 MiB carry limit.
+# Prints the packed size; the tarball must stay under the device tool's 64 MiB carry limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -43,6 +45,8 @@ cmake --build "$build" -j "$jobs" --target meap meap_gpu_tests meap_mpi_tests \
 rm -rf "$pack"
 mkdir -p "$pack/build/tests" "$pack/lib" "$pack/mpi" "$pack/data"
 echo "$root" > "$pack/origin"
+echo "$(git rev-parse --short HEAD 2>/dev/null)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (plus uncommitted changes)')" \
+  > "$pack/commit"
 
 # ---- 2. executables and ctest's files, at their relative paths in the build tree -------
 cp "$build/meap" "$pack/build/"
@@ -97,9 +101,12 @@ if [ -x /usr/bin/orterun ] && [ -d "$ompi_lib/openmpi3" ]; then
   # Drop the InfiniBand/OFI/UCX transports and their large libraries: one node needs none.
   rm -f "$mpi"/lib/openmpi3/mca_*_{openib,ofi,ucx,psm,psm2,portals4,usnic}*.so
   for big in libfabric libucp libucs libuct libucm libibverbs librdmacm libpsm libpsm2 \
-             libefa libmlx5 libnl-3 libnl-route-3; do
+             libpsm_infinipath libinfinipath libefa libmlx5 libnl-3 libnl-route-3; do
     rm -f "$mpi"/lib/"$big".so*
   done
+  # libpmix.so.2 was collected into mpi/lib as a dependency; the copies and the static
+  # library in pmix2/lib are not needed (its plugins in pmix2/lib/pmix are).
+  rm -f "$mpi"/pmix2/lib/libpmix*
 else
   echo "pack: WARNING no OpenMPI here (/usr/bin/orterun): the mpi tests will not run there"
 fi
@@ -132,11 +139,14 @@ fi
   > .device/prepare.log 2>&1 || { tail -20 .device/prepare.log; exit 1; }
 rm -f "$pack/data/tokenizer.vocab"
 
-size=$(du -sb "$pack" | cut -f1)
-echo "pack: $pack holds $(du -sh "$pack" | cut -f1) ($size bytes):"
+# ---- 6. one compressed file to carry (OpenBLAS alone is 36 MB unpacked) ------------------
+echo "pack: $pack holds $(du -sh "$pack" | cut -f1) unpacked:"
 du -sh "$pack"/* | sed 's/^/  /'
+tar -C .device -czf .device/pack.tar.gz pack
+size=$(stat -c %s .device/pack.tar.gz)
+echo "pack: .device/pack.tar.gz is $((size / 1024 / 1024)) MiB ($size bytes)"
 if [ "$size" -ge $((64 * 1024 * 1024)) ]; then
   echo "pack: ERROR larger than the device tool's 64 MiB carry limit" >&2
   exit 1
 fi
-echo "pack: done. On the device: run(command=\"bash scripts/gpu_check.sh\", carry=[\".device/pack\"])"
+echo "pack: done. On the device: run(command=\"bash scripts/gpu_check.sh\", carry=[\".device/pack.tar.gz\"])"
