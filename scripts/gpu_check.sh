@@ -17,7 +17,7 @@
 # Not yet run on a device: the first session with a GPU should expect to adjust it and
 # record in docs/gpu.md what worked.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-gpu_check_out}
 mkdir -p "$out"
 
