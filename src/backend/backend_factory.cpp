@@ -2,6 +2,10 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "meap/backend.hpp"
 
+#ifdef MEAP_WITH_CUDA
+#include "backend/cuda/cuda_backend.hpp"
+#endif
+
 namespace meap {
 
 #ifndef MEAP_WITH_CUDA
@@ -10,28 +14,26 @@ bool cuda_available() { return false; }
 
 Device resolve_device(const std::string& device) {
   if (device == "cpu") return Device::cpu;
-  // The CUDA backend's model ops arrive with the [cuda-backend] issue; until then
-  // auto means the CPU even where a GPU is present.
-  if (device == "auto") return Device::cpu;
+  if (device == "auto") return cuda_available() ? Device::cuda : Device::cpu;
   if (device == "cuda") return Device::cuda;
   fail("unknown device '", device, "' (expected auto, cpu or cuda)");
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {
   if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>();
-  {
-    if (!cuda_available())
-      fail("train.device is 'cuda' but ",
+  if (!cuda_available())
+    fail("train.device is 'cuda' but ",
 #ifdef MEAP_WITH_CUDA
-           "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+         "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
 #else
-           "this build has no CUDA backend (reconfigure with -DMEAP_CUDA=ON)"
+         "this build has no CUDA backend (reconfigure with -DMEAP_CUDA=ON)"
 #endif
-      );
-    fail("train.device 'cuda': this build's CUDA backend does not yet implement the model's "
-         "ops; use train.device=cpu");
-  }
-  fail("unknown device '", device, "' (expected auto, cpu or cuda)");
+    );
+#ifdef MEAP_WITH_CUDA
+  return std::make_unique<CudaBackend>();
+#else
+  fail("unreachable: no CUDA backend in this build");
+#endif
 }
 
 }  // namespace meap

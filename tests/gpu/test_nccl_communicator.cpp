@@ -155,7 +155,7 @@ TEST_CASE("nccl reduce-scatter / all-gather round trip, separate and in place", 
 #endif
 }
 
-TEST_CASE("nccl zero-length collectives are no-ops; host buffers are refused", "[gpu]") {
+TEST_CASE("nccl zero-length collectives are no-ops and host buffers are refused", "[gpu]") {
 #if !defined(MEAP_WITH_NCCL) || !defined(MEAP_WITH_MPI)
   WARN("SKIPPED: this build has no NCCL communicator (needs CUDA, NCCL and MPI)");
 #else

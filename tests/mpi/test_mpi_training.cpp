@@ -162,9 +162,12 @@ TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi]") {
                             "run.out_dir=" + (d.path / "run").string()}),
             d.path / "job.log");
   REQUIRE(job.started());
-  // Wait until training runs (metrics appear), then kill one rank's process.
+  // Wait until training runs and a first checkpoint is committed (metrics are written
+  // before it, so waiting for them alone raced with the final check), then kill one rank.
   const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
-  while (!fs::exists(d.path / "run" / "metrics.jsonl") && SteadyClock::now() < deadline)
+  while (!(fs::exists(d.path / "run" / "metrics.jsonl") &&
+           meap::latest_checkpoint((d.path / "run").string())) &&
+         SteadyClock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   REQUIRE(fs::exists(d.path / "run" / "metrics.jsonl"));
   // The ranks are mpirun's children (one node).

@@ -109,7 +109,7 @@ TEST_CASE("bf16 training tracks f32 within 2% and repeats bit for bit (emulated 
   std::printf("emulated bf16 vs f32 over 10 steps: worst relative loss difference %.3g\n", worst);
 }
 
-TEST_CASE("bf16 model: weights files hold the fp32 master; loading re-syncs the working copy",
+TEST_CASE("bf16 model: weights files hold the fp32 master, and loading re-syncs the working copy",
           "[model][precision]") {
   const ModelConfig cfg = small_gqa();
   Bf16EmulationBackend be;

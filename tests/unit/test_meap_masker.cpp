@@ -183,7 +183,7 @@ TEST_CASE("ratio 0 leaves the inputs byte-identical", "[masker]") {
   }
 }
 
-TEST_CASE("targets are the clean shifted tokens; inputs differ only at masked positions",
+TEST_CASE("targets are the clean shifted tokens, inputs differ only at masked positions",
           "[masker]") {
   for (double ratio : {0.15, 0.5, 0.95}) {
     const MeapMasker m(make_config(ratio));

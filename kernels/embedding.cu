@@ -1,0 +1,147 @@
+// Token embedding: gather forward, deterministic sort-based scatter-add backward.
+#include <cub/device/device_radix_sort.cuh>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "cuda_common.cuh"
+#include "embedding.hpp"
+
+namespace meap::cuda {
+
+namespace {
+
+using detail::from_f32;
+using detail::kThreads;
+using detail::to_f32;
+
+// out (n, c): one thread per element, grid-stride.
+template <class S>
+__global__ void embedding_forward_kernel(S* out, const int32_t* tokens, const S* table,
+                                         int64_t n, int64_t v, int64_t c) {
+  const int64_t total = n * c;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = e / c, j = e % c;
+    const int32_t tok = tokens[i];
+    out[e] = (tok >= 0 && tok < v) ? table[static_cast<int64_t>(tok) * c + j]
+                                   : from_f32<S>(__uint_as_float(0x7fc00000u));
+  }
+}
+
+// Sort input: keys (n) = token, or v for a token outside [0, v) (sorted last, skipped);
+// positions (n) = 0..n-1.
+__global__ void embedding_sort_input_kernel(uint32_t* keys, int32_t* positions,
+                                            const int32_t* tokens, int64_t n, int64_t v) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int32_t tok = tokens[i];
+    keys[i] = (tok >= 0 && tok < v) ? static_cast<uint32_t>(tok) : static_cast<uint32_t>(v);
+    positions[i] = static_cast<int32_t>(i);
+  }
+}
+
+// Block i (one per sorted entry) works only if entry i starts a run of equal tokens; its
+// threads stride over the c columns and add the run's dout rows (positions ascending, as
+// the stable sort left them) onto dtable's row. Exactly one block writes each row.
+template <class S>
+__global__ void embedding_backward_runs_kernel(float* dtable, const S* dout,
+                                               const uint32_t* sorted_keys,
+                                               const int32_t* sorted_positions, int64_t n,
+                                               int64_t v, int64_t c) {
+  const int64_t i = blockIdx.x;
+  const uint32_t key = sorted_keys[i];
+  if (key >= static_cast<uint64_t>(v)) return;             // invalid tokens, skipped
+  if (i > 0 && sorted_keys[i - 1] == key) return;           // inside a run, not its start
+  int64_t end = i + 1;
+  while (end < n && sorted_keys[end] == key) ++end;
+  float* row = dtable + static_cast<int64_t>(key) * c;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    float acc = row[j];
+    for (int64_t r = i; r < end; ++r)
+      acc += to_f32(dout[static_cast<int64_t>(sorted_positions[r]) * c + j]);
+    row[j] = acc;
+  }
+}
+
+// Key bits the radix sort needs: keys are in [0, v].
+int key_bits(int64_t v) {
+  int bits = 1;
+  while (bits < 32 && (int64_t{1} << bits) <= v) ++bits;
+  return bits;
+}
+
+size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+// Scratch layout: keys_in, keys_out (n u32), positions_in, positions_out (n i32), CUB temp.
+struct SortScratch {
+  uint32_t *keys_in, *keys_out;
+  int32_t *pos_in, *pos_out;
+  void* temp;
+  size_t temp_bytes;
+};
+
+size_t cub_temp_bytes(int64_t n, int64_t v) {
+  size_t bytes = 0;
+  MEAP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, bytes, static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
+      static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+      static_cast<int>(n), 0, key_bits(v)));
+  return bytes;
+}
+
+SortScratch carve(void* scratch, int64_t n, size_t temp_bytes) {
+  char* p = static_cast<char*>(scratch);
+  const size_t part = align256(static_cast<size_t>(n) * 4);
+  return {reinterpret_cast<uint32_t*>(p), reinterpret_cast<uint32_t*>(p + part),
+          reinterpret_cast<int32_t*>(p + 2 * part), reinterpret_cast<int32_t*>(p + 3 * part),
+          p + 4 * part, temp_bytes};
+}
+
+}  // namespace
+
+template <class S>
+void embedding_forward(S* out, const int32_t* tokens, const S* table, int64_t n, int64_t v,
+                       int64_t c, cudaStream_t stream) {
+  if (n * c == 0) return;
+  embedding_forward_kernel<S><<<detail::grid_for(n * c), kThreads, 0, stream>>>(out, tokens, table,
+                                                                             n, v, c);
+  MEAP_CUDA_CHECK_LAUNCH();
+}
+
+size_t embedding_backward_scratch_bytes(int64_t n, int64_t v) {
+  return 4 * align256(static_cast<size_t>(n) * 4) + align256(cub_temp_bytes(n, v));
+}
+
+template <class S>
+void embedding_backward(float* dtable, const S* dout, const int32_t* tokens, int64_t n,
+                        int64_t v, int64_t c, void* scratch, size_t scratch_bytes,
+                        cudaStream_t stream) {
+  if (n == 0 || c == 0) return;
+  MEAP_CHECK(n < (int64_t{1} << 31) && v < (int64_t{1} << 31),
+             "embedding backward: more than 2^31 tokens or vocabulary entries");
+  const size_t temp_bytes = cub_temp_bytes(n, v);
+  MEAP_CHECK(scratch_bytes >= embedding_backward_scratch_bytes(n, v),
+             "embedding backward scratch too small");
+  SortScratch s = carve(scratch, n, temp_bytes);
+  embedding_sort_input_kernel<<<detail::grid_for(n), kThreads, 0, stream>>>(s.keys_in, s.pos_in,
+                                                                            tokens, n, v);
+  MEAP_CUDA_CHECK_LAUNCH();
+  size_t bytes = s.temp_bytes;
+  MEAP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.temp, bytes, s.keys_in, s.keys_out, s.pos_in,
+                                                  s.pos_out, static_cast<int>(n), 0, key_bits(v),
+                                                  stream));
+  const int threads = c >= kThreads ? kThreads : static_cast<int>((c + 31) / 32 * 32);
+  embedding_backward_runs_kernel<S><<<static_cast<unsigned>(n), threads, 0, stream>>>(
+      dtable, dout, s.keys_out, s.pos_out, n, v, c);
+  MEAP_CUDA_CHECK_LAUNCH();
+}
+
+template void embedding_forward<float>(float*, const int32_t*, const float*, int64_t, int64_t,
+                                       int64_t, cudaStream_t);
+template void embedding_forward<uint16_t>(uint16_t*, const int32_t*, const uint16_t*, int64_t,
+                                          int64_t, int64_t, cudaStream_t);
+template void embedding_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t,
+                                        int64_t, void*, size_t, cudaStream_t);
+template void embedding_backward<uint16_t>(float*, const uint16_t*, const int32_t*, int64_t,
+                                           int64_t, int64_t, void*, size_t, cudaStream_t);
+
+}  // namespace meap::cuda
