@@ -33,25 +33,31 @@ build=.device/build
 pack=.device/pack
 mkdir -p .device
 
-# ---- 1. build (only what the device runs: the CLI, the gpu and mpi test executables) ----
+# ---- 1. build (only what the device runs: the CLI, the gpu and mpi test executables, the
+#         collectives probe the mpi tests start, the attention benchmark) ------------------
 echo "pack: configuring $build (CUDA arch $arch)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEAP_CUDA=ON -DMEAP_MPI=ON \
   -DMEAP_NCCL=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" > .device/configure.log 2>&1 ||
   { tail -30 .device/configure.log; exit 1; }
 echo "pack: building (log .device/build.log)"
 cmake --build "$build" -j "$jobs" --target meap meap_gpu_tests meap_mpi_tests \
+  meap_collectives_probe bench_attention \
   > .device/build.log 2>&1 || { tail -50 .device/build.log; exit 1; }
 
 rm -rf "$pack"
-mkdir -p "$pack/build/tests" "$pack/lib" "$pack/mpi" "$pack/data"
+mkdir -p "$pack/build/tests" "$pack/build/bench" "$pack/lib" "$pack/mpi" "$pack/data"
 echo "$root" > "$pack/origin"
 echo "$(git rev-parse --short HEAD 2>/dev/null)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (plus uncommitted changes)')" \
   > "$pack/commit"
 
 # ---- 2. executables and ctest's files, at their relative paths in the build tree -------
 cp "$build/meap" "$pack/build/"
-cp "$build/tests/meap_gpu_tests" "$build/tests/meap_mpi_tests" "$pack/build/tests/"
-strip --strip-unneeded "$pack/build/meap" "$pack/build/tests/"meap_*_tests
+cp "$build/tests/meap_gpu_tests" "$build/tests/meap_mpi_tests" \
+  "$build/tests/meap_collectives_probe" "$pack/build/tests/"
+cp "$build/bench/bench_attention" "$pack/build/bench/"
+executables=("$pack/build/meap" "$pack/build/tests/meap_gpu_tests" "$pack/build/tests/meap_mpi_tests"
+             "$pack/build/tests/meap_collectives_probe" "$pack/build/bench/bench_attention")
+strip --strip-unneeded "${executables[@]}"
 (cd "$build" && find . \( -name CTestTestfile.cmake -o -name '*_tests-*.cmake' \
                           -o -name '*_include-*.cmake' \) -print) |
   while read -r f; do mkdir -p "$pack/build/$(dirname "$f")"; cp "$build/$f" "$pack/build/$f"; done
@@ -75,7 +81,7 @@ collect_libs() {
       [ -e "$pack/lib/$name" ] || [ -e "$dest/$name" ] || cp -L "$path" "$dest/$name"
     done
 }
-collect_libs "$pack/lib" "$pack/build/meap" "$pack/build/tests/"meap_*_tests
+collect_libs "$pack/lib" "${executables[@]}"
 
 # ---- 4. OpenMPI (and the external PMIx it uses), relocated by environment variables -----
 mpi=$pack/mpi
