@@ -48,6 +48,12 @@ class Backend {
   // The stream (cudaStream_t) this backend queues its work on, for collectives that must
   // wait for it on the device; null for a backend whose ops complete before they return.
   virtual void* stream() const { return nullptr; }
+  // Dense peak FLOP/s of this device's matrix math in the compute dtype (bf16 tensor cores,
+  // or fp32 without TF32), the denominator of MFU; 0 when unknown (no MFU is reported).
+  virtual double peak_flops(DType compute) const {
+    (void)compute;
+    return 0;
+  }
   // dst = src converted element-wise (same numel): f32 <-> bf16 (round to nearest even),
   // f32 <-> f64, or a plain copy when the dtypes agree.
   virtual void cast(const Tensor& dst, const Tensor& src) = 0;

@@ -29,4 +29,10 @@ struct ModelConfig {
   void validate() const;
 };
 
+// Model FLOPs of one training token (forward + backward) at sequence length seq_len: 6 per
+// matmul weight (2 forward, 4 backward; the output head counts even when tied) plus
+// 12 L T C for the attention scores and values (PaLM's convention, the full T x T). The
+// numerator of MFU; recomputation is not counted (that would be hardware FLOPs).
+double training_flops_per_token(const ModelConfig& config, int64_t seq_len);
+
 }  // namespace meap

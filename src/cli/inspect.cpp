@@ -43,12 +43,7 @@ int inspect_command(const Args& args) {
 
   const int64_t embedding = m.vocab_size * m.dim * (m.tie_embeddings ? 1 : 2);
   const int64_t non_embedding = plan.n_parameters - embedding;
-  // Every matmul weight costs 6 FLOPs per token (2 forward, 4 backward); the output head
-  // is a matmul even when tied. Attention scores and values: 12 L T C (PaLM's convention,
-  // counting the full T x T, not only its causal half).
-  const double matmul_params = static_cast<double>(non_embedding) + m.vocab_size * m.dim;
-  const double flops_per_token =
-      6.0 * matmul_params + 12.0 * m.n_layers * static_cast<double>(T) * m.dim;
+  const double flops_per_token = training_flops_per_token(m, T);
   // AdamW moments are in the master's dtype: f32 for fp32 and bf16 alike.
   const double adam_bytes = 2.0 * plan.n_parameters * 4;
   const double total_bytes = plan.parameter_bytes + plan.master_bytes + plan.gradient_bytes +

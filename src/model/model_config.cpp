@@ -34,4 +34,12 @@ void ModelConfig::validate() const {
   if (vocab_size > (int64_t{1} << 31) - 1) fail("model.vocab_size is too large: ", vocab_size);
 }
 
+double training_flops_per_token(const ModelConfig& c, int64_t seq_len) {
+  const double per_layer = static_cast<double>(c.dim) * c.qkv_dim() +          // wqkv
+                           static_cast<double>(c.n_heads) * c.head_dim() * c.dim +  // wo
+                           3.0 * c.dim * c.ffn_dim;                           // gate, up, down
+  const double matmul_params = c.n_layers * per_layer + static_cast<double>(c.vocab_size) * c.dim;
+  return 6.0 * matmul_params + 12.0 * c.n_layers * static_cast<double>(seq_len) * c.dim;
+}
+
 }  // namespace meap

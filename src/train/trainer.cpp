@@ -225,6 +225,8 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     metrics.flush();
   };
 
+  const double flops_per_token = training_flops_per_token(cfg.model, T);
+  const double peak_flops = backend->peak_flops(model.dtype());
   const auto start = Clock::now();
   auto last_log = start;
   uint64_t tokens_since_log = 0;
@@ -321,13 +323,20 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       const double interval = std::chrono::duration<double>(now - last_log).count();
       const double tok_s = interval > 0 ? tokens_since_log / interval : 0.0;
       const double eta = elapsed / (step - result.start_step) * (cfg.train.max_steps - step);
-      say(quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | "
+      // MFU: model FLOPs per second over every rank's dense peak (shown when the device's
+      // peak is known: the GPUs in CudaBackend::peak_flops).
+      const double mfu = peak_flops > 0 ? flops_per_token * tok_s / (peak_flops * comm.world_size())
+                                        : 0.0;
+      say(quiet, "step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s{} | "
           "elapsed {} | ETA {}",
-          step, cfg.train.max_steps, loss, lr, grad_norm, tok_s, human_duration(elapsed),
-          human_duration(eta));
-      write_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                     {"tokens_per_s", tok_s}, {"tokens_seen", tokens_seen},
-                     {"elapsed_s", elapsed}});
+          step, cfg.train.max_steps, loss, lr, grad_norm, tok_s,
+          mfu > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : std::string(),
+          human_duration(elapsed), human_duration(eta));
+      nlohmann::json record = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                               {"tokens_per_s", tok_s}, {"tokens_seen", tokens_seen},
+                               {"elapsed_s", elapsed}};
+      if (mfu > 0) record["mfu"] = mfu;
+      write_metrics(record);
       last_log = now;
       tokens_since_log = 0;
     }

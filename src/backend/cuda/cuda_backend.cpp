@@ -91,6 +91,27 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamDestroy(stream_);
 }
 
+double CudaBackend::peak_flops(DType compute) const {
+  int major = 0, minor = 0, sms = 0, clock_khz = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_) != cudaSuccess ||
+      cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device_) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const bool bf16 = compute == DType::bf16;
+  // The datasheets' dense numbers (their boost clock is below the reported maximum clock).
+  if (major == 9 && minor == 0 && sms == 132) return bf16 ? 989e12 : 67e12;   // H100 SXM, H200
+  if (major == 9 && minor == 0 && sms == 114) return bf16 ? 756e12 : 51e12;   // H100 PCIe
+  if (major == 8 && minor == 0 && sms == 108) return bf16 ? 312e12 : 19.5e12;  // A100
+  // Otherwise per SM per clock: bf16 dense tensor-core FLOPs, fp32 FMA units x 2.
+  double per_clock = 0;
+  if (major == 9 && minor == 0) per_clock = bf16 ? 4096 : 256;
+  if (major == 8 && minor == 0) per_clock = bf16 ? 2048 : 128;
+  return per_clock * sms * clock_khz * 1e3;
+}
+
 // ---- memory ----------------------------------------------------------------------------
 
 void* CudaBackend::allocate(size_t bytes) {

@@ -30,6 +30,9 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   // The one stream every op queues on (gradient buckets make NCCL wait for it).
   void* stream() const override { return stream_; }
+  // Published dense peaks for the GPUs meap targets (H100 SXM/PCIe, H200, A100); others
+  // from SM count x clock x the architecture's FLOPs per SM per clock, or 0.
+  double peak_flops(DType compute) const override;
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
