@@ -54,7 +54,10 @@ def run(cmd, log_path=None, env=None):
     if p.returncode != 0:
         tail = open(log_path).read()[-4000:] if log_path else ""
         raise SetupError(f"command failed with status {p.returncode}: {' '.join(cmd)}\n{tail}")
-    return time.time() - started
+    elapsed = time.time() - started
+    print(f"  done in {elapsed:.1f} s" + (f" (log: {log_path})" if log_path else ""),
+          file=sys.stderr, flush=True)
+    return elapsed
 
 
 def effective_config(work):
@@ -119,8 +122,8 @@ def main():
     ap.add_argument("--prepare-data", action="store_true",
                     help="prepare the default corpus when data.train matches no shard")
     args = ap.parse_args()
-    if args.steps < 1:
-        ap.error("--steps must be >= 1")
+    if args.steps < 1 or args.checkpoint_every < 1 or not args.tolerance > 0:
+        ap.error("--steps and --checkpoint-every must be >= 1, --tolerance > 0")
     for o in args.overrides:
         if "=" not in o or o.startswith("-"):
             ap.error(f"'{o}' is not a section.key=value override")
@@ -156,7 +159,8 @@ def main():
     n = args.steps
     # Every meap command sees the same config: the run's length (the lr schedule ends at N)
     # and its device and precision. The training run then also starts from DIR/init's
-    # weights, logs every step, checkpoints only at the end and skips validation.
+    # weights, logs every step, skips validation and checkpoints every --checkpoint-every
+    # steps (for --resume).
     common = list(args.overrides) + [f"train.max_steps={n}", f"train.device={args.device}",
                                      f"train.precision={precision}"]
     init_dir = os.path.join(work, "init")
