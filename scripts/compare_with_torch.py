@@ -121,7 +121,7 @@ def main():
                     help="meap checkpoints and torch saves its state every K steps (default 25)")
     ap.add_argument("--prepare-data", action="store_true",
                     help="prepare the default corpus when data.train matches no shard")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # overrides may come before or after the options
     if args.steps < 1 or args.checkpoint_every < 1 or not args.tolerance > 0:
         ap.error("--steps and --checkpoint-every must be >= 1, --tolerance > 0")
     for o in args.overrides:

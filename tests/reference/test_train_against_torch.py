@@ -85,15 +85,17 @@ def reference_loss_f64(init_dir, cfg, inputs, targets, weights):
 
 
 def compare(config, work, overrides, label):
+    # Overrides after the options, as docs/training.md writes them.
     p = run(sys.executable, os.path.join(REPO, "scripts", "compare_with_torch.py"), config,
-            *overrides, "--steps", STEPS, "--tolerance", TOLERANCE, "--device", "cpu",
-            "--work", work, "--meap", MEAP, "--python", sys.executable, "--torch-threads", 1,
+            "--steps", STEPS, "--tolerance", TOLERANCE, "--device", "cpu", "--work", work,
+            "--meap", MEAP, "--python", sys.executable, "--torch-threads", 1, *overrides,
             expect=None)
     print(p.stdout)
     if p.returncode not in (0, 1):
         raise SystemExit(f"compare_with_torch.py failed ({p.returncode}):\n{p.stderr}")
     summary = json.loads(p.stdout.strip().splitlines()[-1])
-    check(p.returncode == 0 and summary["passed"] and summary["steps"] == STEPS,
+    check(p.returncode == 0 and summary["passed"] and summary["steps"] == STEPS and
+          summary["overrides"] == overrides,
           f"{label}, {STEPS} steps: meap and torch losses agree within {TOLERANCE:g} relative "
           f"(worst {summary['worst_rel_diff']:.2e} at step {summary['worst_step']})")
     return summary
