@@ -7,6 +7,7 @@
 #include <string>
 
 #include "meap/config.hpp"
+#include "meap/token_streamer.hpp"
 
 namespace meap {
 
@@ -26,5 +27,10 @@ struct TrainResult {
 };
 
 TrainResult train(const Config& config, const TrainerOptions& options);
+
+// The streamer `meap train` reads on rank `rank` of `world_size`: the training data
+// (shuffled, MEAP-masked, prefetched) when `train`, else the validation data (in order,
+// unmasked). Shared with `meap batches`, so the batches it writes are the run's own.
+StreamerConfig streamer_config(const Config& config, bool train, int rank, int world_size);
 
 }  // namespace meap

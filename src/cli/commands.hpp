@@ -9,9 +9,11 @@ namespace meap::cli {
 
 using Args = std::vector<std::string>;
 
+int batches_command(const Args& args);
 int export_command(const Args& args);
 int generate_command(const Args& args);
 int import_command(const Args& args);
+int init_command(const Args& args);
 int inspect_command(const Args& args);
 int prepare_command(const Args& args);
 int train_command(const Args& args);

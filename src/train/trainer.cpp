@@ -35,22 +35,6 @@ void check_vocab(const char* what, const std::string& where, int64_t found, int6
          "; they must agree (set model.vocab_size=", found, " or re-run `meap prepare`)");
 }
 
-// The streamer's view of the config; `train` selects training or validation behaviour.
-StreamerConfig streamer_config(const Config& cfg, bool train, const Communicator& comm) {
-  StreamerConfig s;
-  s.rank = comm.rank();
-  s.world_size = comm.world_size();
-  s.pattern = train ? cfg.data.train : cfg.data.val;
-  s.seq_len = cfg.data.seq_len;
-  s.global_batch_size = cfg.train.global_batch_size;  // validation too: world-size invariant
-  s.seed = cfg.run.seed;
-  s.shuffle = train;
-  s.mask_ratio = train ? cfg.data.meap.mask_ratio : 0.0;  // validation reads clean inputs
-  s.keep_special_unmasked = cfg.data.meap.keep_special_unmasked;
-  s.prefetch = train ? 2 : 0;
-  return s;
-}
-
 // Weighted mean validation loss over up to eval.steps global batches from the start of the
 // validation stream (the same sequences every time and for any number of ranks, so the
 // numbers compare across steps and runs), each rank reading its slice in micro-batches.
@@ -95,7 +79,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
 
   const Tokenizer tokenizer = Tokenizer::load(cfg.data.tokenizer);
   check_vocab("data.tokenizer", cfg.data.tokenizer, tokenizer.vocab_size(), cfg.model.vocab_size);
-  TokenStreamer train_stream(streamer_config(cfg, true, comm));
+  TokenStreamer train_stream(streamer_config(cfg, true, comm.rank(), comm.world_size()));
   check_vocab("data.train", cfg.data.train, train_stream.shard_info().vocab_size,
               cfg.model.vocab_size);
   if (train_stream.shard_info().special.mask != tokenizer.mask_id())
@@ -104,7 +88,8 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
          ": the shards were made with another tokenizer");
   std::unique_ptr<TokenStreamer> val_stream;
   if (!cfg.data.val.empty()) {
-    val_stream = std::make_unique<TokenStreamer>(streamer_config(cfg, false, comm));
+    val_stream = std::make_unique<TokenStreamer>(
+        streamer_config(cfg, false, comm.rank(), comm.world_size()));
     check_vocab("data.val", cfg.data.val, val_stream->shard_info().vocab_size,
                 cfg.model.vocab_size);
   }
