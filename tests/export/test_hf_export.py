@@ -2,8 +2,8 @@
 
 usage: test_hf_export.py MEAP EXPORT_PROBE WORK_DIR
 
-Trains two tiny GQA models with `meap train` (untied and tied head) on a corpus made of
-this repository's docs, exports them with `meap export`, and checks that
+Trains two tiny GQA models with `meap train` (untied and tied head) on a corpus of Debian's
+license texts, exports them with `meap export`, and checks that
   - AutoModelForCausalLM loads each export and its logits match our CPU forward
     (max |hf - meap| / max |meap| <= 1e-4 in fp32; bf16 and sharded exports too);
   - AutoTokenizer (fast and slow) gives our tokenizer's ids, [MASK] included;
@@ -89,8 +89,12 @@ def main():
     # A small real corpus: the repository's own documentation.
     corpus = os.path.join(WORK, "corpus")
     os.makedirs(corpus)
-    for name in sorted(os.listdir(os.path.join(REPO, "docs"))) + ["../README.md"]:
-        shutil.copy(os.path.join(REPO, "docs", name), os.path.join(corpus, os.path.basename(name)))
+    # Debian's license texts (base-files, on every Debian machine): a corpus that does not
+    # change when this repository's docs do, so the run's numbers stay put.
+    licenses = "/usr/share/common-licenses"
+    for name in sorted(os.listdir(licenses)):
+        if not os.path.islink(os.path.join(licenses, name)):
+            shutil.copy(os.path.join(licenses, name), corpus)
     data = os.path.join(WORK, "data")
     run(MEAP, "prepare", "--out", data, "--vocab-size", 400, "--val-fraction", 0.2,
         "--threads", 1, corpus)
@@ -234,7 +238,7 @@ def main():
     # A vocabulary without [MASK]: a SentencePiece model trained here without it.
     plain_prefix = os.path.join(WORK, "plain")
     spm.SentencePieceTrainer.train(
-        input=os.path.join(corpus, "data.md"), model_prefix=plain_prefix, vocab_size=300,
+        input=os.path.join(corpus, "GPL-3"), model_prefix=plain_prefix, vocab_size=300,
         model_type="bpe", bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2)
     cfg = transformers.LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64,
                                    num_hidden_layers=1, num_attention_heads=4,
