@@ -1,233 +1,15 @@
-// Reference causal GQA attention. Every block owns one row and walks the other side's rows
-// in chunks of kChunk: its warps compute one score each (lanes split the head dim, a warp
-// reduction adds them up), the chunk's scores go to shared memory, then thread j
-// accumulates output column j over the chunk in row order. Nothing is accumulated across
-// blocks, so there are no atomics and the results do not vary from run to run.
-//   forward  block (query row t, query head h, batch b): two passes over keys 0..t, the
-//            first for the running max / sum (the lse), the second for out = sum p v.
-//   dQ       block (t, h, b): delta = rowsum(dout * out) (saved for dK/dV), then
-//            dq = scale sum_s p (dout . v_s - delta) k_s over keys s <= t.
-//   dK, dV   block (key row s, kv head g, b): over the group's query heads and query rows
-//            t >= s, dk = sum ds q_t, dv = sum p dout_t (the CPU reference's order).
+// Launchers of the reference causal GQA attention (kernels in kernels/attention_reference.cuh).
 #include <cmath>
 
+#include "attention_reference.cuh"
 #include "attention_reference.hpp"
 #include "backend/cuda/cuda_check.hpp"
-#include "cuda_common.cuh"
 
 namespace meap::cuda {
 
 namespace {
 
-using detail::block_sum;
-using detail::from_f32;
-using detail::to_f32;
-using detail::warp_max;
-using detail::warp_sum;
-
-constexpr int kChunk = 64;  // rows of the other side per step (scores in shared memory)
-
-struct Dims {
-  int64_t t;    // sequence length
-  int hq, hkv;  // query heads, kv heads
-  int d;        // head dim
-  float scale;  // 1 / sqrt(d)
-  __host__ __device__ int h() const { return hq + 2 * hkv; }
-};
-
-// Row (b, ti, head) of qkv (B, T, H, D).
-template <class S>
-__device__ __forceinline__ const S* qkv_row(const S* qkv, const Dims& k, int64_t b, int64_t ti,
-                                            int head) {
-  return qkv + ((b * k.t + ti) * k.h() + head) * k.d;
-}
-
-// Row (b, ti, h) of a (B, T, Hq, D) tensor (out, dout).
-template <class S>
-__device__ __forceinline__ const S* head_row(const S* x, const Dims& k, int64_t b, int64_t ti,
-                                             int h) {
-  return x + ((b * k.t + ti) * k.hq + h) * k.d;
-}
-
-// Dot product of a shared fp32 row and a global row of d, by one warp; every lane gets it.
-template <class S>
-__device__ __forceinline__ float warp_dot(const float* a_shared, const S* b_global, int d) {
-  float s = 0.f;
-  for (int j = threadIdx.x & 31; j < d; j += 32) s += a_shared[j] * to_f32(b_global[j]);
-  return warp_sum(s);
-}
-
-template <class S>
-__global__ void attention_forward_kernel(S* out, float* lse, const S* qkv, Dims k) {
-  extern __shared__ float q_s[];  // (d) this block's query row
-  __shared__ float sc[kChunk];    // the chunk's scaled scores
-  __shared__ float run_m, run_l;  // running max and sum of exp(score - max)
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y;
-  const int64_t b = blockIdx.z;
-  const int group = k.hq / k.hkv;
-  const int kh = k.hq + h / group, vh = k.hq + k.hkv + h / group;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-
-  const S* q = qkv_row(qkv, k, b, t, h);
-  for (int j = threadIdx.x; j < k.d; j += blockDim.x) q_s[j] = to_f32(q[j]);
-  if (threadIdx.x == 0) {
-    run_m = -INFINITY;
-    run_l = 0.f;
-  }
-  __syncthreads();
-
-  // Pass 1: lse over keys 0..t.
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
-    const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
-    for (int e = warp; e < cnt; e += n_warps) {
-      const float dot = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
-      if (lane == 0) sc[e] = dot * k.scale;
-    }
-    __syncthreads();
-    if (warp == 0) {
-      float cm = -INFINITY;
-      for (int e = lane; e < cnt; e += 32) cm = fmaxf(cm, sc[e]);
-      cm = warp_max(cm);
-      const float m_old = run_m;
-      const float m_new = fmaxf(m_old, cm);
-      float s = 0.f;
-      for (int e = lane; e < cnt; e += 32) s += expf(sc[e] - m_new);
-      s = warp_sum(s);
-      __syncwarp();  // every lane has read run_m before lane 0 replaces it
-      if (lane == 0) {
-        run_l = run_l * expf(m_old - m_new) + s;
-        run_m = m_new;
-      }
-    }
-    __syncthreads();
-  }
-  const float row_lse = run_m + logf(run_l);
-
-  // Pass 2: out = sum_s exp(score_s - lse) v_s, thread j owning column j.
-  const int j = threadIdx.x;
-  float acc = 0.f;
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
-    const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
-    for (int e = warp; e < cnt; e += n_warps) {
-      const float dot = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
-      if (lane == 0) sc[e] = expf(dot * k.scale - row_lse);
-    }
-    __syncthreads();
-    if (j < k.d)
-      for (int e = 0; e < cnt; ++e) acc += sc[e] * to_f32(qkv_row(qkv, k, b, c0 + e, vh)[j]);
-    __syncthreads();
-  }
-  if (j < k.d) out[((b * k.t + t) * k.hq + h) * k.d + j] = from_f32<S>(acc);
-  if (threadIdx.x == 0) lse[(b * k.hq + h) * k.t + t] = row_lse;
-}
-
-template <class S>
-__global__ void attention_backward_dq_kernel(S* dqkv, float* delta_out, const S* dout,
-                                             const S* qkv, const S* out, const float* lse,
-                                             Dims k) {
-  extern __shared__ float rows[];  // q_s (d), go_s (d)
-  float* q_s = rows;
-  float* go_s = rows + k.d;
-  __shared__ float ds_s[kChunk];
-  __shared__ double red[32];
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y;
-  const int64_t b = blockIdx.z;
-  const int group = k.hq / k.hkv;
-  const int kh = k.hq + h / group, vh = k.hq + k.hkv + h / group;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-
-  const S* q = qkv_row(qkv, k, b, t, h);
-  const S* go = head_row(dout, k, b, t, h);
-  const S* o = head_row(out, k, b, t, h);
-  double part = 0.0;
-  for (int j = threadIdx.x; j < k.d; j += blockDim.x) {
-    q_s[j] = to_f32(q[j]);
-    go_s[j] = to_f32(go[j]);
-    part += static_cast<double>(go_s[j]) * to_f32(o[j]);
-  }
-  const float delta = static_cast<float>(block_sum(part, red));  // also publishes q_s, go_s
-  const int64_t stat = (b * k.hq + h) * k.t + t;
-  if (threadIdx.x == 0) delta_out[stat] = delta;
-  const float l = lse[stat];
-
-  const int j = threadIdx.x;
-  float acc = 0.f;
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
-    const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
-    for (int e = warp; e < cnt; e += n_warps) {
-      const float qk = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
-      const float gv = warp_dot(go_s, qkv_row(qkv, k, b, c0 + e, vh), k.d);
-      const float p = expf(qk * k.scale - l);
-      if (lane == 0) ds_s[e] = p * (gv - delta) * k.scale;
-    }
-    __syncthreads();
-    if (j < k.d)
-      for (int e = 0; e < cnt; ++e) acc += ds_s[e] * to_f32(qkv_row(qkv, k, b, c0 + e, kh)[j]);
-    __syncthreads();
-  }
-  if (j < k.d) dqkv[((b * k.t + t) * k.h() + h) * k.d + j] = from_f32<S>(acc);
-}
-
-template <class S>
-__global__ void attention_backward_dkv_kernel(S* dqkv, const S* dout, const S* qkv,
-                                              const float* lse, const float* delta, Dims k) {
-  extern __shared__ float rows[];  // k_s (d), v_s (d): this block's key and value rows
-  float* k_s = rows;
-  float* v_s = rows + k.d;
-  __shared__ float p_s[kChunk], ds_s[kChunk];
-  const int64_t s = blockIdx.x;
-  const int g = blockIdx.y;
-  const int64_t b = blockIdx.z;
-  const int group = k.hq / k.hkv;
-  const int kh = k.hq + g, vh = k.hq + k.hkv + g;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-
-  const S* kr = qkv_row(qkv, k, b, s, kh);
-  const S* vr = qkv_row(qkv, k, b, s, vh);
-  for (int j = threadIdx.x; j < k.d; j += blockDim.x) {
-    k_s[j] = to_f32(kr[j]);
-    v_s[j] = to_f32(vr[j]);
-  }
-  __syncthreads();
-
-  const int j = threadIdx.x;
-  float acc_k = 0.f, acc_v = 0.f;
-  for (int h = g * group; h < (g + 1) * group; ++h) {
-    for (int64_t c0 = s; c0 < k.t; c0 += kChunk) {
-      const int cnt = static_cast<int>(k.t - c0 < kChunk ? k.t - c0 : kChunk);
-      for (int e = warp; e < cnt; e += n_warps) {
-        const int64_t ti = c0 + e;
-        const float qk = warp_dot(k_s, qkv_row(qkv, k, b, ti, h), k.d);
-        const float gv = warp_dot(v_s, head_row(dout, k, b, ti, h), k.d);
-        const int64_t stat = (b * k.hq + h) * k.t + ti;
-        const float p = expf(qk * k.scale - lse[stat]);
-        if (lane == 0) {
-          p_s[e] = p;
-          ds_s[e] = p * (gv - delta[stat]) * k.scale;
-        }
-      }
-      __syncthreads();
-      if (j < k.d)
-        for (int e = 0; e < cnt; ++e) {
-          acc_k += ds_s[e] * to_f32(qkv_row(qkv, k, b, c0 + e, h)[j]);
-          acc_v += p_s[e] * to_f32(head_row(dout, k, b, c0 + e, h)[j]);
-        }
-      __syncthreads();
-    }
-  }
-  if (j < k.d) {
-    dqkv[((b * k.t + s) * k.h() + kh) * k.d + j] = from_f32<S>(acc_k);
-    dqkv[((b * k.t + s) * k.h() + vh) * k.d + j] = from_f32<S>(acc_v);
-  }
-}
-
-// Threads per block: one per head-dim column, at least 4 warps for the score dots.
-int block_threads(int d) {
-  int t = (d + 31) / 32 * 32;
-  return t < 128 ? 128 : t;
-}
+using namespace attention_reference_kernels;
 
 Dims make_dims(int64_t b, int64_t t, int hq, int hkv, int d) {
   MEAP_CHECK(hq > 0 && hkv > 0 && hq % hkv == 0, "attention: ", hq,
@@ -236,7 +18,7 @@ Dims make_dims(int64_t b, int64_t t, int hq, int hkv, int d) {
              " outside [1, ", kAttentionReferenceMaxHeadDim, "]");
   MEAP_CHECK(t < (int64_t{1} << 31) && hq <= 65535 && b <= 65535,
              "attention reference: grid too large (t ", t, ", heads ", hq, ", batch ", b, ")");
-  return Dims{t, hq, hkv, d, 1.0f / sqrtf(static_cast<float>(d))};
+  return make_dims_unchecked(t, hq, hkv, d);
 }
 
 }  // namespace
@@ -247,8 +29,8 @@ void attention_reference_forward(S* out, float* lse, const S* qkv, int64_t b, in
   if (b == 0 || t == 0) return;
   const Dims k = make_dims(b, t, hq, hkv, d);
   const dim3 grid(static_cast<unsigned>(t), static_cast<unsigned>(hq), static_cast<unsigned>(b));
-  attention_forward_kernel<S><<<grid, block_threads(d), d * sizeof(float), stream>>>(out, lse,
-                                                                                    qkv, k);
+  attention_forward_kernel<S><<<grid, block_threads(d), forward_smem_bytes(d), stream>>>(
+      out, lse, qkv, k);
   MEAP_CUDA_CHECK_LAUNCH();
 }
 
@@ -266,12 +48,12 @@ void attention_reference_backward(S* dqkv, const S* dout, const S* qkv, const S*
              "attention backward scratch too small");
   float* delta = static_cast<float*>(scratch);  // (b, hq, t)
   const dim3 grid_q(static_cast<unsigned>(t), static_cast<unsigned>(hq), static_cast<unsigned>(b));
-  attention_backward_dq_kernel<S><<<grid_q, block_threads(d), 2 * d * sizeof(float), stream>>>(
+  attention_backward_dq_kernel<S><<<grid_q, block_threads(d), backward_smem_bytes(d), stream>>>(
       dqkv, delta, dout, qkv, out, lse, k);
   MEAP_CUDA_CHECK_LAUNCH();
   const dim3 grid_kv(static_cast<unsigned>(t), static_cast<unsigned>(hkv),
                      static_cast<unsigned>(b));
-  attention_backward_dkv_kernel<S><<<grid_kv, block_threads(d), 2 * d * sizeof(float), stream>>>(
+  attention_backward_dkv_kernel<S><<<grid_kv, block_threads(d), backward_smem_bytes(d), stream>>>(
       dqkv, dout, qkv, lse, delta, k);
   MEAP_CUDA_CHECK_LAUNCH();
 }

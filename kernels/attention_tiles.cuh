@@ -34,14 +34,14 @@
 //   a[2] = pack(c_hi[0], c_hi[1])  a[3] = pack(c_hi[2], c_hi[3])
 // with c_lo the block of columns 16k .. 16k+7 and c_hi that of 16k+8 .. 16k+15.
 //
-// Under MEAP_ATTN_EMULATION (tests/integration/test_attention_emulation.cpp) the PTX
+// Under MEAP_CUDA_EMULATION (tests/integration/test_attention_emulation.cpp) the PTX
 // primitives -- cp.async, ldmatrix, mma, the dynamic shared memory -- come from a host-side
 // emulator instead, and everything else in this file and in the kernels is compiled unchanged.
 #pragma once
 
 #include <cstdint>
 
-#ifndef MEAP_ATTN_EMULATION
+#ifndef MEAP_CUDA_EMULATION
 #include <cuda_bf16.h>
 #endif
 
@@ -60,7 +60,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // ---- the PTX primitives ------------------------------------------------------------------
-#ifndef MEAP_ATTN_EMULATION
+#ifndef MEAP_CUDA_EMULATION
 // The launch's dynamic shared memory (its size is the launch's third argument).
 __device__ __forceinline__ unsigned char* dynamic_smem() {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -116,7 +116,7 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-#endif  // MEAP_ATTN_EMULATION
+#endif  // MEAP_CUDA_EMULATION
 
 // ---- tiles in shared memory ----------------------------------------------------------------
 // Copies rows [row0, row0 + kRows) of one head into shared memory, row r at

@@ -1,25 +1,11 @@
-// f32 <-> bf16 conversions, one thread per element.
+// Launchers of the f32 <-> bf16 conversions (kernels in kernels/cast.cuh).
 #include "backend/cuda/cuda_check.hpp"
+#include "cast.cuh"
 #include "cast.hpp"
-#include "cuda_common.cuh"
 
 namespace meap::cuda {
 
-namespace {
-
-__global__ void f32_to_bf16_kernel(uint16_t* dst, const float* src, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = detail::f32_to_bf16_bits(src[i]);
-}
-
-__global__ void bf16_to_f32_kernel(float* dst, const uint16_t* src, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = detail::bf16_bits_to_f32(src[i]);
-}
-
-}  // namespace
+using namespace cast_kernels;
 
 void cast_f32_to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

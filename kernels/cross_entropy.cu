@@ -1,55 +1,11 @@
-// Fused softmax + cross-entropy with per-token loss weights, one block per row (three
-// passes over the row: max, sum of exponentials, gradient).
+// Launcher of the fused softmax + cross-entropy (kernel in kernels/cross_entropy.cuh).
 #include "backend/cuda/cuda_check.hpp"
+#include "cross_entropy.cuh"
 #include "cross_entropy.hpp"
-#include "cuda_common.cuh"
 
 namespace meap::cuda {
 
-namespace {
-
-using detail::block_max;
-using detail::block_sum;
-using detail::from_f32;
-using detail::to_f32;
-
-// Block i: row i of logits (n, v). Every branch below is uniform across the block.
-template <class S>
-__global__ void cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
-                                     const int32_t* targets, const float* weights, int64_t v,
-                                     double grad_scale) {
-  __shared__ float red[32];
-  const int64_t i = blockIdx.x;
-  const S* z = logits + i * v;
-  S* dz = dlogits + i * v;
-  const float weight = weights[i];
-  if (weight == 0.0f) {  // ignored position: its target need not even be valid
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) dz[j] = from_f32<S>(0.0f);
-    if (threadIdx.x == 0) losses[i] = 0.0f;
-    return;
-  }
-  float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, to_f32(z[j]));
-  m = block_max(m, red);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) sum += expf(to_f32(z[j]) - m);
-  sum = block_sum(sum, red);
-  const float lse = m + logf(sum);
-  const int32_t y = targets[i];
-  const bool valid = y >= 0 && y < v;
-  const float zy = valid ? to_f32(z[y]) : __uint_as_float(0x7fc00000u);
-  __syncthreads();  // every thread has read z[y] before any thread overwrites the row
-  if (threadIdx.x == 0) losses[i] = lse - zy;
-  const float w = static_cast<float>(static_cast<double>(weight) * grad_scale);
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    float d = expf(to_f32(z[j]) - lse) * w;
-    if (j == y) d -= w;
-    if (!valid) d = __uint_as_float(0x7fc00000u);
-    dz[j] = from_f32<S>(d);
-  }
-}
-
-}  // namespace
+using namespace cross_entropy_kernels;
 
 template <class S>
 void cross_entropy_forward_backward(float* losses, S* dlogits, const S* logits,
@@ -57,9 +13,7 @@ void cross_entropy_forward_backward(float* losses, S* dlogits, const S* logits,
                                     int64_t v, double grad_scale, cudaStream_t stream) {
   if (n == 0) return;
   MEAP_CHECK(n < (int64_t{1} << 31), "cross-entropy: too many rows");
-  int threads = static_cast<int>(v >= 1024 ? 1024 : (v + 31) / 32 * 32);
-  if (threads < 32) threads = 32;
-  cross_entropy_kernel<S><<<static_cast<unsigned>(n), threads, 0, stream>>>(
+  cross_entropy_kernel<S><<<static_cast<unsigned>(n), row_threads(v), 0, stream>>>(
       losses, dlogits, logits, targets, weights, v, grad_scale);
   MEAP_CUDA_CHECK_LAUNCH();
 }

@@ -1,14 +1,28 @@
-// Device helpers shared by the kernels (included by .cu files only): bf16 storage as
-// uint16_t bit patterns with the exact rounding of meap::f32_to_bf16, fp32 loads/stores of
-// either storage type, deterministic warp/block reductions, and launch-size helpers.
+// Device helpers shared by the kernels (included by the kernel headers kernels/*.cuh): bf16
+// storage as uint16_t bit patterns with the exact rounding of meap::f32_to_bf16, fp32
+// loads/stores of either storage type, deterministic warp/block reductions, the dynamic
+// shared memory, and launch-size helpers. Under MEAP_CUDA_EMULATION (tests/cuda_emulator.hpp)
+// the same code runs on the host; the emulator supplies the CUDA built-ins and
+// dynamic_shared().
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
+#ifndef MEAP_CUDA_EMULATION
 #include <cuda_runtime.h>
+#endif
 
 namespace meap::cuda::detail {
+
+#ifndef MEAP_CUDA_EMULATION
+// The launch's dynamic shared memory (its size is the launch's third argument), as T.
+template <class T>
+__device__ __forceinline__ T* dynamic_shared() {
+  extern __shared__ __align__(16) unsigned char meap_dynamic_smem[];
+  return reinterpret_cast<T*>(meap_dynamic_smem);
+}
+#endif
 
 // ---- bf16 <-> f32, bit-identical to meap::f32_to_bf16 / bf16_to_f32 (dtype.hpp) ----
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {

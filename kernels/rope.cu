@@ -1,38 +1,12 @@
-// Rotary position embedding, in place: one thread per rotated pair.
+// Launcher of the rotary position embedding (kernel in kernels/rope.cuh).
 #include "backend/cuda/cuda_check.hpp"
-#include "cuda_common.cuh"
+#include "rope.cuh"
 #include "rope.hpp"
 
 namespace meap::cuda {
 
-namespace {
-
-using detail::from_f32;
+using namespace rope_kernels;
 using detail::kThreads;
-using detail::to_f32;
-
-// Element e enumerates (bi, ti, h, j) with h < h_rot and j < half, j fastest.
-template <class S>
-__global__ void rope_kernel(S* x, const float* cos, const float* sin, int64_t b, int64_t t,
-                            int64_t h_total, int64_t h_rot, int64_t d, float sign) {
-  const int64_t half = d / 2;
-  const int64_t total = b * t * h_rot * half;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t j = e % half;
-    const int64_t h = (e / half) % h_rot;
-    const int64_t bt = e / (half * h_rot);  // bi * t + ti
-    const int64_t ti = bt % t;
-    S* v = x + (bt * h_total + h) * d;
-    const float c = cos[ti * half + j];
-    const float s = sign * sin[ti * half + j];
-    const float x1 = to_f32(v[j]), x2 = to_f32(v[j + half]);
-    v[j] = from_f32<S>(x1 * c - x2 * s);
-    v[j + half] = from_f32<S>(x2 * c + x1 * s);
-  }
-}
-
-}  // namespace
 
 template <class S>
 void rope_apply(S* x, const float* cos, const float* sin, int64_t b, int64_t t,

@@ -1,39 +1,69 @@
-// A small host-side emulator for the attention kernels (kernels/attention_*.cuh), so their
-// real source -- tiling, masking, fragment indexing, barriers -- runs on a machine without a
-// GPU. Every CUDA thread of a CTA is a coroutine (ucontext); __syncthreads, __syncwarp and the
-// warp-collective instructions are barriers between them. ldmatrix and mma.m16n8k16 are
-// implemented straight from the PTX ISA's definitions of their register fragments
-// ("Matrix Fragments for mma.m16n8k16 with floating point type", "ldmatrix"), independently
-// of how the kernels use them; a kernel that indexes fragments wrongly computes wrong results
-// here. cp.async completes immediately.
+// A small host-side emulator for the CUDA kernels in kernels/*.cuh, so their real source --
+// indexing, tiling, masking, fragment layouts, shared memory, barriers, warp collectives --
+// runs on a machine without a GPU. Every CUDA thread of a CTA is a coroutine; __syncthreads,
+// __syncwarp and the warp collectives (shuffles, ldmatrix, mma) are barriers between them.
+// A collective's results are computed for the whole warp at once by the last lane to arrive,
+// from what every lane posted, as the hardware does. ldmatrix and mma.m16n8k16 are
+// implemented straight from the PTX ISA's definitions of their register fragments ("Matrix
+// Fragments for mma.m16n8k16 with floating point type", "ldmatrix"), independently of how
+// the kernels use them; a kernel that indexes fragments wrongly computes wrong results here.
+// cp.async completes immediately.
 //
-// Also checked: every lane of a warp reaches the same collective; ldmatrix / cp.async
-// addresses are 16-byte aligned and inside the launch's shared memory; a CTA cannot deadlock
-// (a barrier some thread never reaches is reported). Shared memory starts as 0xff bytes (NaN),
-// so reading what was never loaded shows up in the results. The scheduler is greedy: it always
-// resumes the first runnable thread in a fixed order (warp 0 first, or the last warp first), so
-// one warp runs as far ahead of the others as the barriers allow -- a missing __syncthreads
-// around a shared buffer lets it overwrite data the others still need, and the results show it.
+// Also checked: every lane of a warp reaches the same collective (or __syncwarp), and warp
+// collectives run in full warps with the full mask; ldmatrix / cp.async addresses are 16-byte
+// aligned and inside the launch's shared memory; a CTA cannot deadlock (a barrier some thread
+// never reaches is reported); launch configurations CUDA would reject (more than 1024
+// threads, grid.y or grid.z above 65535, ...) throw. Shared memory -- the launch's dynamic
+// shared memory and every static __shared__ variable of an emulated kernel -- starts each CTA
+// as 0xff bytes (NaN in fp32, bf16 and fp64), so reading what this CTA never wrote shows up in
+// the results. The scheduler is greedy: it always resumes the first runnable thread in a
+// fixed order (warp 0 first, or the last warp first), so one warp runs as far ahead of the
+// others as the barriers allow -- a missing __syncthreads around a shared buffer lets it
+// overwrite data the others still need (or read data not yet written), and the results show
+// it. CTAs run one after another, in order.
+//
+// Not emulated: the memory model beyond what barriers order (each access takes effect at
+// once), atomics (no kernel uses them), shuffles with a partial mask or width,
+// __syncthreads_or / _and / _count, and the device's floating-point details: nvcc contracts
+// a * b + c into one FMA where it can (the host compiler here does not), and the device's
+// expf / logf (no --use_fast_math: at most 2 / 1 ulp from the exact result) differ from
+// glibc's in the last bits; sqrtf and fp32 division are correctly rounded on both, and no
+// kernel uses a fast-math intrinsic (__expf, rsqrtf, __frcp_rn, ...). Kernels are therefore
+// checked against the CPU backend within a tolerance, and for determinism (the same bits
+// under both schedules), never for bit equality with a GPU.
 //
 // Include this before the kernel headers, in a translation unit compiled by the host C++
-// compiler (never by nvcc); it defines MEAP_ATTN_EMULATION and the CUDA names they use.
+// compiler (never by nvcc); it defines MEAP_CUDA_EMULATION and the CUDA names they use.
+// A __global__ function becomes a static inline host function with the ABI tag "meap_emu"
+// (static: it can never be confused with the host stub nvcc emits for the real kernel in
+// meap_lib). Its static __shared__ variables are function-local statics here, shared by the
+// CTA's coroutines; they are found by that tag in the executable's symbol table and poisoned
+// before each CTA, so a test binary using this header must not be stripped.
 #pragma once
 
+#include <elf.h>
+#include <link.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "meap/dtype.hpp"
 
-#define MEAP_ATTN_EMULATION 1
-#define __global__
+#define MEAP_CUDA_EMULATION 1
+#define __global__ static inline __attribute__((abi_tag("meap_emu")))
 #define __device__
+#define __host__
+#define __shared__ static
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 
@@ -44,8 +74,21 @@ struct __nv_bfloat162 {
   __nv_bfloat16 x, y;  // x in the low half, as on the device
 };
 inline float __bfloat162float(__nv_bfloat16 v) { return meap::bf16_to_f32(v.bits); }
+// cvt.rn.bf16.f32: round to nearest even. A NaN keeps its (quieted) payload here; the device
+// may return another NaN.
+inline __nv_bfloat16 __float2bfloat16(float f) { return {meap::f32_to_bf16(f)}; }
 inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
   return {{meap::f32_to_bf16(lo)}, {meap::f32_to_bf16(hi)}};
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 struct uint4 {
   uint32_t x, y, z, w;
@@ -58,14 +101,80 @@ struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
 
-enum class Op { none, ldmatrix, ldmatrix_trans, mma, shfl };
+// ---- coroutines ---------------------------------------------------------------------------
+// A context switch is the emulator's hot path (several per barrier and thread). On x86-64 it
+// is a plain stack switch (the System V callee-saved registers pushed, rsp swapped); with
+// AddressSanitizer, which must see stack switches, on other CPUs, or with MEAP_EMU_UCONTEXT
+// defined it is swapcontext (a system call each: about 20 times slower).
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(MEAP_EMU_UCONTEXT)
+#define MEAP_EMU_STACK_SWITCH 1
+#endif
 
-// What one lane hands to a warp collective.
+void thread_start();
+
+#ifdef MEAP_EMU_STACK_SWITCH
+// meap_emu_switch_stack(&from_sp, to_sp): saves rbp, rbx, r12-r15 on the current stack,
+// stores rsp in from_sp, loads to_sp and pops the same registers, then returns to whatever
+// address that stack holds. Weak: every translation unit including this header emits it.
+extern "C" void meap_emu_switch_stack(void** from_sp, void* to_sp);
+__asm__(
+    ".pushsection .text\n"
+    ".weak meap_emu_switch_stack\n"
+    ".type meap_emu_switch_stack, @function\n"
+    "meap_emu_switch_stack:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size meap_emu_switch_stack, .-meap_emu_switch_stack\n"
+    ".popsection\n");
+
+struct Context {
+  void* sp = nullptr;
+};
+
+inline void switch_context(Context& from, Context& to) { meap_emu_switch_stack(&from.sp, to.sp); }
+
+// A fresh stack whose first switch "returns" into thread_start with rsp + 8 16-byte aligned,
+// as after a call; thread_start's own return address is null (it never returns).
+inline void init_context(Context& c, char* stack, size_t bytes) {
+  auto top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t{15};
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void*>(&thread_start);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // r15, r14, r13, r12, rbx, rbp
+  c.sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+
+inline void init_context(Context& c, char* stack, size_t bytes) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;  // thread_start never returns
+  makecontext(&c.uc, thread_start, 0);
+}
+#endif
+
+// ---- threads, barriers, warp collectives ---------------------------------------------------
+enum class Op { none, syncwarp, ldmatrix, ldmatrix_trans, mma, shfl };
+
+// What one lane hands to a barrier of its warp, and what a collective hands back.
 struct Slot {
   Op op = Op::none;
-  const void* addr = nullptr;
-  uint32_t a[4] = {}, b[2] = {};
-  float f = 0;
+  const void* addr = nullptr;       // ldmatrix: this lane's row address
+  uint32_t a[4] = {}, b[2] = {};    // mma: this lane's A and B fragments
+  float d[4] = {};                  // mma: this lane's C in, D out
+  uint32_t r[4] = {};               // ldmatrix: this lane's registers out
+  uint64_t bits = 0;                // shuffle: this lane's value in, its source's value out
+  int arg = 0;                      // shuffle: the lane argument
+  int kind = 0;                     // shuffle: emu::Shfl
 };
 
 struct Barrier {
@@ -74,8 +183,8 @@ struct Barrier {
 };
 
 struct Thread {
-  ucontext_t ctx;
-  std::vector<char> stack;
+  Context ctx;
+  std::unique_ptr<char[]> stack;  // uninitialised: only the pages a coroutine uses are touched
   Dim3 idx;
   int warp = 0, lane = 0;
   bool done = false;
@@ -91,10 +200,16 @@ struct State {
   Dim3 grid, block, block_idx;
   std::vector<unsigned char> smem;
   std::vector<Thread> threads;
+  int n_threads = 0;
+  Order order = Order::first_warp_first;
+  int hint = 0;  // threads before this position of the order are known not to be runnable
   std::vector<Barrier> warp_barriers;
-  std::vector<std::vector<Slot>> slots;  // [warp][lane]
+  // [warp][generation parity][lane]: what each lane posted at its warp barrier. Collectives of
+  // consecutive generations alternate, so a lane that runs ahead to the next one cannot
+  // overwrite what the slower lanes of this one still read.
+  std::vector<std::vector<Slot>> slots;
   Barrier block_barrier;
-  ucontext_t scheduler;
+  Context launcher;  // the code that called launch()
   Thread* current = nullptr;
   std::string error;
   std::function<void()> kernel;
@@ -105,24 +220,80 @@ inline State& state() {
   return s;
 }
 
+inline int position_of(int index) {
+  const State& s = state();
+  return s.order == Order::first_warp_first ? index : s.n_threads - 1 - index;
+}
+
+inline Thread& at_position(int p) {
+  State& s = state();
+  return s.threads[s.order == Order::first_warp_first ? p : s.n_threads - 1 - p];
+}
+
+// The greedy scheduler: the first runnable thread in the order, or null.
+inline Thread* pick() {
+  State& s = state();
+  for (int p = s.hint; p < s.n_threads; ++p) {
+    Thread& t = at_position(p);
+    if (t.runnable()) {
+      s.hint = p;
+      return &t;
+    }
+  }
+  s.hint = s.n_threads;
+  return nullptr;
+}
+
+// Threads [first, first + count) (indices) may have become runnable.
+inline void released(int first, int count) {
+  State& s = state();
+  const int p = std::min(position_of(first), position_of(first + count - 1));
+  if (p < s.hint) s.hint = p;
+}
+
+// Leaves the current thread (blocked, finished or failed) for the next runnable one, or for
+// the launcher when there is none (every thread done, or a deadlock).
 inline void yield() {
   State& s = state();
-  swapcontext(&s.current->ctx, &s.scheduler);
+  Thread* self = s.current;
+  Thread* next = pick();
+  if (next == self) return;
+  s.current = next;
+  switch_context(self->ctx, next ? next->ctx : s.launcher);
 }
 
 // Reports a broken rule from inside a coroutine: the launch stops and throws.
 [[noreturn]] inline void fail(const std::string& what) {
   State& s = state();
   if (s.error.empty()) s.error = what;
-  for (;;) yield();  // the scheduler never resumes a failed launch
+  switch_context(s.current->ctx, s.launcher);  // a failed launch is never resumed
+  __builtin_unreachable();
 }
 
-inline void wait_at(Barrier& bar, int count) {
+inline void thread_start() {
+  State& s = state();
+  s.kernel();
+  s.current->done = true;
+  yield();  // never resumed: done
+  __builtin_unreachable();
+}
+
+inline int warp_size_of(int warp) {
+  const State& s = state();
+  return s.n_threads - 32 * warp < 32 ? s.n_threads - 32 * warp : 32;
+}
+
+// Arrives at `bar` (count threads, the first one `first`); the last to arrive runs
+// `on_complete` before releasing the others and goes on without yielding.
+template <class OnComplete>
+void wait_at(Barrier& bar, int count, int first, OnComplete&& on_complete) {
   Thread* self = state().current;
   const unsigned generation = bar.generation;
   if (++bar.arrived == count) {
+    on_complete();
     bar.arrived = 0;
     ++bar.generation;
+    released(first, count);
     return;
   }
   self->waiting_on = &bar;
@@ -131,41 +302,40 @@ inline void wait_at(Barrier& bar, int count) {
   self->waiting_on = nullptr;
 }
 
-inline int warp_size_of(int warp) {
+inline void syncthreads() {
   const State& s = state();
-  const int n = static_cast<int>(s.block.x * s.block.y * s.block.z);
-  return n - 32 * warp < 32 ? n - 32 * warp : 32;
+  wait_at(state().block_barrier, s.n_threads, 0, [] {});
+}
+
+void complete_collective(std::vector<Slot>& slots);
+
+// Posts this lane's slot at its warp barrier and waits for the warp. The last lane to arrive
+// checks that every lane posted the same op and, for a collective, computes every lane's
+// result; this lane's slot (with its result) is returned.
+inline const Slot& warp_exchange(const Slot& mine) {
+  State& s = state();
+  const int warp = s.current->warp, lane = s.current->lane;
+  Barrier& bar = s.warp_barriers[warp];
+  std::vector<Slot>& slots = s.slots[2 * warp + (bar.generation & 1)];
+  slots[lane] = mine;
+  const int n = warp_size_of(warp);
+  wait_at(bar, n, 32 * warp, [&] {
+    for (int l = 0; l < n; ++l)
+      if (slots[l].op != mine.op) fail("lanes of one warp reached different collectives");
+    if (mine.op != Op::syncwarp) complete_collective(slots);
+  });
+  return slots[lane];
 }
 
 inline void syncwarp() {
-  const int warp = state().current->warp;
-  wait_at(state().warp_barriers[warp], warp_size_of(warp));
+  Slot mine;
+  mine.op = Op::syncwarp;
+  warp_exchange(mine);
 }
 
-inline void syncthreads() {
-  const State& s = state();
-  wait_at(state().block_barrier, static_cast<int>(s.block.x * s.block.y * s.block.z));
-}
-
-// Posts this lane's slot, waits for the warp, and checks every lane posted the same op.
-inline std::vector<Slot>& exchange(const Slot& mine) {
-  State& s = state();
-  const int warp = s.current->warp;
-  if (warp_size_of(warp) != 32) fail("warp collective in a partial warp");
-  std::vector<Slot>& slots = s.slots[warp];
-  slots[s.current->lane] = mine;
-  syncwarp();
-  for (const Slot& other : slots)
-    if (other.op != mine.op) fail("lanes of one warp reached different collectives");
-  return slots;
-}
-
-// Closes a collective: once the whole warp has read the slots, each lane clears its own, so a
-// lane that skips the next collective (sits in __syncwarp, say) cannot match a stale slot.
-inline void finish_exchange() {
-  State& s = state();
-  syncwarp();
-  s.slots[s.current->warp][s.current->lane].op = Op::none;
+inline const Slot& collective(const Slot& mine) {
+  if (warp_size_of(state().current->warp) != 32) fail("warp collective in a partial warp");
+  return warp_exchange(mine);
 }
 
 inline void check_smem(const void* p, size_t bytes, size_t alignment, const char* what) {
@@ -183,108 +353,233 @@ inline uint16_t bf16_at(const void* row, int element) {
   return v;
 }
 
-// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (PTX ISA): lanes 8i .. 8i+7 give the 16-byte
-// row addresses of matrix i. Without .trans lane l receives row l / 4, elements 2 (l % 4) and
-// 2 (l % 4) + 1 of each matrix; with .trans (the matrix read column-major) column l / 4,
-// elements of rows 2 (l % 4) and 2 (l % 4) + 1. The lower-indexed element is the low half.
+inline float half_of(uint32_t reg, int half) {
+  return meap::bf16_to_f32(static_cast<uint16_t>(half ? reg >> 16 : reg & 0xffffu));
+}
+
+// __shfl_*_sync with the full mask: every lane of the (full) warp must take part; lane l
+// receives `value` of its source lane (CUDA C++ Programming Guide, "Warp Shuffle Functions",
+// width 32): xor: l ^ arg; down: l + arg, or l itself past lane 31; up: l - arg, or l itself
+// below lane 0; idx: lane arg mod 32.
+enum class Shfl { idx, up, down, bfly };
+
+inline int shfl_source(int lane, int arg, Shfl kind) {
+  switch (kind) {
+    case Shfl::idx: return ((arg % 32) + 32) % 32;
+    case Shfl::up: return lane - arg >= 0 ? lane - arg : lane;
+    case Shfl::down: return lane + arg < 32 ? lane + arg : lane;
+    case Shfl::bfly: return lane ^ arg;
+  }
+  return lane;
+}
+
+// Every lane's result of one collective, from what all 32 lanes posted -- computed at once,
+// as the hardware does, so no lane can see another lane's later writes.
+inline void complete_collective(std::vector<Slot>& slots) {
+  const Op op = slots[0].op;
+  if (op == Op::shfl) {
+    uint64_t in[32];
+    for (int l = 0; l < 32; ++l) in[l] = slots[l].bits;
+    for (int l = 0; l < 32; ++l)
+      slots[l].bits = in[shfl_source(l, slots[l].arg, static_cast<Shfl>(slots[l].kind))];
+  } else if (op == Op::ldmatrix || op == Op::ldmatrix_trans) {
+    // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (PTX ISA): lanes 8i .. 8i+7 give the
+    // 16-byte row addresses of matrix i. Without .trans lane l receives row l / 4, elements
+    // 2 (l % 4) and 2 (l % 4) + 1 of each matrix; with .trans (the matrix read column-major)
+    // column l / 4, elements of rows 2 (l % 4) and 2 (l % 4) + 1. The lower-indexed element
+    // is the low half.
+    const bool trans = op == Op::ldmatrix_trans;
+    for (int lane = 0; lane < 32; ++lane) {
+      const int quot = lane / 4, rem = lane % 4;
+      for (int i = 0; i < 4; ++i) {
+        uint16_t lo, hi;
+        if (!trans) {
+          lo = bf16_at(slots[8 * i + quot].addr, 2 * rem);
+          hi = bf16_at(slots[8 * i + quot].addr, 2 * rem + 1);
+        } else {
+          lo = bf16_at(slots[8 * i + 2 * rem].addr, quot);
+          hi = bf16_at(slots[8 * i + 2 * rem + 1].addr, quot);
+        }
+        slots[lane].r[i] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
+      }
+    }
+  } else if (op == Op::mma) {
+    // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, D = A B + C (PTX ISA fragments,
+    // with groupID = lane / 4, threadID_in_group = lane % 4):
+    //   A element a_i (i = 0..7, register i / 2, half i % 2): row groupID (+8 for i in
+    //     2,3,6,7), col 2 threadID_in_group + (i & 1) (+8 for i >= 4);
+    //   B element b_i (i = 0..3): row 2 threadID_in_group + (i & 1) (+8 for i >= 2),
+    //     col groupID;
+    //   C, D element c_i (i = 0..3): row groupID (+8 for i >= 2), col 2 threadID_in_group +
+    //     (i & 1).
+    auto A = [&](int row, int col) {
+      const int lane = (row % 8) * 4 + (col % 8) / 2;
+      const int i = (col & 1) | (row >= 8) << 1 | (col >= 8) << 2;
+      return half_of(slots[lane].a[i / 2], i % 2);
+    };
+    auto B = [&](int row, int col) {
+      const int lane = col * 4 + (row % 8) / 2;
+      const int i = (row & 1) | (row >= 8) << 1;
+      return half_of(slots[lane].b[i / 2], i % 2);
+    };
+    for (int lane = 0; lane < 32; ++lane) {
+      const int group = lane / 4, in_group = lane % 4;
+      for (int i = 0; i < 4; ++i) {
+        const int row = group + (i >= 2 ? 8 : 0), col = 2 * in_group + (i & 1);
+        float acc = slots[lane].d[i];
+        for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+        slots[lane].d[i] = acc;
+      }
+    }
+  }
+}
+
 inline void ldmatrix(uint32_t (&r)[4], const void* p, bool trans) {
   check_smem(p, 16, 16, "ldmatrix");
   Slot mine;
   mine.op = trans ? Op::ldmatrix_trans : Op::ldmatrix;
   mine.addr = p;
-  const std::vector<Slot>& slots = exchange(mine);
-  const int lane = state().current->lane, quot = lane / 4, rem = lane % 4;
-  for (int i = 0; i < 4; ++i) {
-    uint16_t lo, hi;
-    if (!trans) {
-      lo = bf16_at(slots[8 * i + quot].addr, 2 * rem);
-      hi = bf16_at(slots[8 * i + quot].addr, 2 * rem + 1);
-    } else {
-      lo = bf16_at(slots[8 * i + 2 * rem].addr, quot);
-      hi = bf16_at(slots[8 * i + 2 * rem + 1].addr, quot);
-    }
-    r[i] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
-  }
-  finish_exchange();
+  const Slot& out = collective(mine);
+  std::memcpy(r, out.r, sizeof out.r);
 }
 
-inline float half_of(uint32_t reg, int half) {
-  return meap::bf16_to_f32(static_cast<uint16_t>(half ? reg >> 16 : reg & 0xffffu));
-}
-
-// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, D = A B + C (PTX ISA fragments, with
-// groupID = lane / 4, threadID_in_group = lane % 4):
-//   A element a_i (i = 0..7, register i / 2, half i % 2): row groupID (+8 for i in 2,3,6,7),
-//     col 2 threadID_in_group + (i & 1) (+8 for i >= 4);
-//   B element b_i (i = 0..3): row 2 threadID_in_group + (i & 1) (+8 for i >= 2), col groupID;
-//   C, D element c_i (i = 0..3): row groupID (+8 for i >= 2), col 2 threadID_in_group + (i & 1).
 inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   Slot mine;
   mine.op = Op::mma;
   std::memcpy(mine.a, a, sizeof mine.a);
   mine.b[0] = b0;
   mine.b[1] = b1;
-  const std::vector<Slot>& slots = exchange(mine);
-  auto A = [&](int row, int col) {
-    const int lane = (row % 8) * 4 + (col % 8) / 2;
-    const int i = (col & 1) | (row >= 8) << 1 | (col >= 8) << 2;
-    return half_of(slots[lane].a[i / 2], i % 2);
-  };
-  auto B = [&](int row, int col) {
-    const int lane = col * 4 + (row % 8) / 2;
-    const int i = (row & 1) | (row >= 8) << 1;
-    return half_of(slots[lane].b[i / 2], i % 2);
-  };
-  const int lane = state().current->lane, group = lane / 4, in_group = lane % 4;
-  for (int i = 0; i < 4; ++i) {
-    const int row = group + (i >= 2 ? 8 : 0), col = 2 * in_group + (i & 1);
-    float acc = d[i];
-    for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
-    d[i] = acc;
-  }
-  finish_exchange();
+  std::memcpy(mine.d, d, sizeof mine.d);
+  const Slot& out = collective(mine);
+  std::memcpy(d, out.d, sizeof out.d);
 }
 
-inline float shfl_xor(float v, int mask) {
+template <class T>
+T shfl(unsigned mask, T value, int arg, int width, Shfl kind) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "shuffle of a 1-8 byte value");
+  if (mask != 0xffffffffu) fail("shuffle with a partial mask (not emulated)");
+  if (width != 32) fail("shuffle with width != 32 (not emulated)");
+  if (kind == Shfl::bfly && (arg < 0 || arg > 31)) fail("__shfl_xor_sync: lane mask outside 0..31");
   Slot mine;
   mine.op = Op::shfl;
-  mine.f = v;
-  const std::vector<Slot>& slots = exchange(mine);
-  const float out = slots[state().current->lane ^ mask].f;
-  finish_exchange();
-  return out;
+  std::memcpy(&mine.bits, &value, sizeof(T));
+  mine.arg = arg;
+  mine.kind = static_cast<int>(kind);
+  const Slot& out = collective(mine);
+  T result;
+  std::memcpy(&result, &out.bits, sizeof(T));
+  return result;
 }
 
-inline void thread_entry() {
-  State& s = state();
-  s.kernel();
-  s.current->done = true;
-}  // returns to the scheduler through uc_link
+// ---- static __shared__ variables ----------------------------------------------------------
+// Under this header a kernel's `__shared__ float red[32];` is a function-local static of a
+// function tagged "meap_emu", so its symbol is _ZZ<kernel, with B8meap_emu>E3red. The
+// executable's .symtab lists them (with their sizes); the first object dl_iterate_phdr visits
+// is the executable, whose load address turns symbol values into addresses.
+struct Range {
+  unsigned char* begin;
+  size_t bytes;
+};
 
-// Runs `kernel` (a call of a kernel template with its arguments) on every CTA of `grid`, one CTA
-// at a time, with `smem_bytes` of dynamic shared memory. Throws std::runtime_error when a rule
-// above is broken.
+struct StaticShared {
+  bool have_symtab = false;
+  std::vector<Range> ranges;
+};
+
+inline StaticShared find_static_shared() {
+  StaticShared found;
+  uintptr_t bias = 0;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        *static_cast<uintptr_t*>(out) = info->dlpi_addr;
+        return 1;  // the executable only
+      },
+      &bias);
+  std::ifstream exe("/proc/self/exe", std::ios::binary);
+  auto read_at = [&](uint64_t offset, void* dst, size_t bytes) {
+    exe.seekg(static_cast<std::streamoff>(offset));
+    exe.read(static_cast<char*>(dst), static_cast<std::streamsize>(bytes));
+    return static_cast<bool>(exe);
+  };
+  Elf64_Ehdr eh;
+  if (!read_at(0, &eh, sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr))
+    return found;
+  std::vector<Elf64_Shdr> sections(eh.e_shnum);
+  if (!read_at(eh.e_shoff, sections.data(), sections.size() * sizeof(Elf64_Shdr))) return found;
+  for (const Elf64_Shdr& sh : sections) {
+    if (sh.sh_type != SHT_SYMTAB || sh.sh_link >= sections.size()) continue;
+    const Elf64_Shdr& strtab = sections[sh.sh_link];
+    std::vector<Elf64_Sym> syms(sh.sh_size / sizeof(Elf64_Sym));
+    std::vector<char> names(strtab.sh_size + 1, 0);
+    if (!read_at(sh.sh_offset, syms.data(), syms.size() * sizeof(Elf64_Sym)) ||
+        !read_at(strtab.sh_offset, names.data(), strtab.sh_size))
+      return found;
+    found.have_symtab = true;
+    for (const Elf64_Sym& sym : syms) {
+      if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size == 0 ||
+          sym.st_shndx == SHN_UNDEF || sym.st_name >= strtab.sh_size)
+        continue;
+      const std::string_view name(names.data() + sym.st_name);
+      if (name.starts_with("_ZZ") && name.find("B8meap_emu") != std::string_view::npos)
+        found.ranges.push_back(
+            {reinterpret_cast<unsigned char*>(bias + sym.st_value), sym.st_size});
+    }
+  }
+  return found;
+}
+
+// Fills every emulated kernel's static __shared__ variables with 0xff (NaN).
+inline void poison_static_shared() {
+  static const StaticShared shared = find_static_shared();
+  if (!shared.have_symtab)
+    throw std::runtime_error("cuda emulator: the executable has no symbol table, so static "
+                             "__shared__ variables cannot be poisoned (do not strip tests)");
+  for (const Range& r : shared.ranges) std::memset(r.begin, 0xff, r.bytes);
+}
+
+// Throws what CUDA would reject at launch (cudaErrorInvalidConfiguration).
+inline void check_launch(Dim3 grid, Dim3 block) {
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024 ||
+      block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x > 0x7fffffffu ||
+      grid.y > 65535 || grid.z > 65535)
+    throw std::runtime_error(
+        "invalid launch configuration: grid (" + std::to_string(grid.x) + ", " +
+        std::to_string(grid.y) + ", " + std::to_string(grid.z) + "), block (" +
+        std::to_string(block.x) + ", " + std::to_string(block.y) + ", " +
+        std::to_string(block.z) + ")");
+}
+
+// Runs `kernel` (a call of a kernel with its arguments) on every CTA of `grid`, one CTA at a
+// time in order (x fastest), with `smem_bytes` of dynamic shared memory. Throws
+// std::runtime_error when a rule above is broken.
 inline void launch(Dim3 grid, Dim3 block, size_t smem_bytes, std::function<void()> kernel,
                    Order order = Order::first_warp_first) {
   constexpr size_t kStack = 256 * 1024;
+  check_launch(grid, block);
   State& s = state();
   const int n_threads = static_cast<int>(block.x * block.y * block.z);
   const int n_warps = (n_threads + 31) / 32;
   s.grid = grid;
   s.block = block;
+  s.order = order;
+  s.n_threads = n_threads;
   s.kernel = std::move(kernel);
-  s.threads.resize(n_threads);
-  for (Thread& t : s.threads)
-    if (t.stack.size() != kStack) t.stack.assign(kStack, 0);
+  if (s.threads.size() < static_cast<size_t>(n_threads)) s.threads.resize(n_threads);
+  for (int i = 0; i < n_threads; ++i)
+    if (!s.threads[i].stack) s.threads[i].stack.reset(new char[kStack]);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
         s.block_idx = {bx, by, bz};
         s.smem.assign(smem_bytes, 0xff);
+        poison_static_shared();
         s.warp_barriers.assign(n_warps, Barrier{});
-        s.slots.assign(n_warps, std::vector<Slot>(32));
+        s.slots.assign(2 * n_warps, std::vector<Slot>(32));
         s.block_barrier = Barrier{};
         s.error.clear();
+        s.hint = 0;
         for (int i = 0; i < n_threads; ++i) {
           Thread& t = s.threads[i];
           t.idx = {static_cast<unsigned>(i) % block.x, static_cast<unsigned>(i) / block.x % block.y,
@@ -293,33 +588,17 @@ inline void launch(Dim3 grid, Dim3 block, size_t smem_bytes, std::function<void(
           t.lane = i % 32;
           t.done = false;
           t.waiting_on = nullptr;
-          getcontext(&t.ctx);
-          t.ctx.uc_stack.ss_sp = t.stack.data();
-          t.ctx.uc_stack.ss_size = t.stack.size();
-          t.ctx.uc_link = &s.scheduler;
-          makecontext(&t.ctx, thread_entry, 0);
+          init_context(t.ctx, t.stack.get(), kStack);
         }
-        for (;;) {
-          Thread* next = nullptr;
-          bool all_done = true;
-          for (int k = 0; k < n_threads && !next; ++k) {
-            Thread& t = s.threads[order == Order::first_warp_first ? k : n_threads - 1 - k];
-            all_done = all_done && t.done;
-            if (t.runnable()) next = &t;
-          }
-          if (!next) {
-            for (const Thread& t : s.threads) all_done = all_done && t.done;
-            if (all_done) break;
-            throw std::runtime_error("emulated CTA deadlocked: a barrier is never reached by "
-                                     "every thread");
-          }
-          s.current = next;
-          swapcontext(&s.scheduler, &next->ctx);
-          if (!s.error.empty())
-            throw std::runtime_error("emulated CTA (" + std::to_string(bx) + ", " +
-                                     std::to_string(by) + ", " + std::to_string(bz) +
-                                     "): " + s.error);
-        }
+        s.current = pick();
+        switch_context(s.launcher, s.current->ctx);  // back when all are done or stuck
+        const std::string where = "emulated CTA (" + std::to_string(bx) + ", " +
+                                  std::to_string(by) + ", " + std::to_string(bz) + "): ";
+        if (!s.error.empty()) throw std::runtime_error(where + s.error);
+        for (int i = 0; i < n_threads; ++i)
+          if (!s.threads[i].done)
+            throw std::runtime_error(where + "deadlocked: a barrier is never reached by every "
+                                     "thread");
       }
   s.current = nullptr;
 }
@@ -333,7 +612,32 @@ inline void launch(Dim3 grid, Dim3 block, size_t smem_bytes, std::function<void(
 
 inline void __syncthreads() { emu::syncthreads(); }
 inline void __syncwarp() { emu::syncwarp(); }
-inline float __shfl_xor_sync(unsigned, float v, int mask) { return emu::shfl_xor(v, mask); }
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return emu::shfl(mask, v, lane_mask, width, emu::Shfl::bfly);
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return emu::shfl(mask, v, static_cast<int>(delta), width, emu::Shfl::down);
+}
+template <class T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return emu::shfl(mask, v, static_cast<int>(delta), width, emu::Shfl::up);
+}
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  return emu::shfl(mask, v, src_lane, width, emu::Shfl::idx);
+}
+
+namespace meap::cuda::detail {
+
+// The launch's dynamic shared memory (kernels/cuda_common.cuh declares it on the device).
+template <class T>
+T* dynamic_shared() {
+  return reinterpret_cast<T*>(emu::state().smem.data());
+}
+
+}  // namespace meap::cuda::detail
 
 namespace meap::cuda::attn {
 
