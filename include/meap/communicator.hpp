@@ -44,13 +44,16 @@ class Communicator {
   // rank * S. shard may be (and in the trainer is) the view of full at that offset, in
   // which case nothing is copied locally.
   virtual void all_gather(const Tensor& shard, const Tensor& full, const char* what) = 0;
+  // Device buffers are written by kernels queued on the backend's stream (a cudaStream_t;
+  // Backend::stream()): every device collective first waits for the work queued there so
+  // far -- on the device, not the host. Null (the default) for host buffers.
+  virtual void set_producer_stream(void* stream) { (void)stream; }
+
   // Non-blocking all-reduce, for gradient buckets reduced while the backward goes on:
   // starts summing t in place (f32 or f64) and returns; wait_started() completes every one
   // started since the last wait (under the watchdog, like a blocking collective). Until
-  // then t must not be touched. after_stream: for device buffers, the stream (a
-  // cudaStream_t) whose queued work writes t -- the reduction waits for it on the device,
-  // not on the host; null for host buffers.
-  virtual void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) = 0;
+  // then t must not be touched.
+  virtual void all_reduce_sum_start(const Tensor& t, const char* what) = 0;
   virtual void wait_started(const char* what) = 0;
   // Every rank's t (any dtype, same shape everywhere) becomes root's t.
   virtual void broadcast(const Tensor& t, int root, const char* what) = 0;

@@ -14,10 +14,9 @@ namespace meap {
 
 class GradientBuckets {
  public:
-  // grads: the flat gradient buffer. after_stream: the backend's compute stream (device
-  // buffers) or null.
-  GradientBuckets(Communicator& comm, const Tensor& grads, int64_t bucket_elems,
-                  void* after_stream);
+  // grads: the flat gradient buffer (on a device, the communicator's producer stream orders
+  // the reductions after the backward's kernels).
+  GradientBuckets(Communicator& comm, const Tensor& grads, int64_t bucket_elems);
 
   // The backward finished [begin, end): end must be where the previous range began.
   void ready(int64_t begin, int64_t end);
@@ -32,7 +31,6 @@ class GradientBuckets {
   Communicator& comm_;
   Tensor grads_;
   int64_t bucket_elems_;
-  void* after_stream_;
   int64_t lo_, hi_;    // [lo_, hi_): ready, not yet started
   int64_t covered_ = 0;
   int64_t buckets_ = 0;

@@ -31,7 +31,7 @@ class LocalCommunicator final : public Communicator {
   void all_gather(const Tensor& shard, const Tensor& full, const char* what) override {
     copy(shard, full, what);
   }
-  void all_reduce_sum_start(const Tensor&, const char*, void*) override {}
+  void all_reduce_sum_start(const Tensor&, const char*) override {}
   void wait_started(const char*) override {}
   void broadcast(const Tensor&, int root, const char* what) override {
     MEAP_CHECK(root == 0, what, ": broadcast from rank ", root, " in a job of one process");

@@ -75,9 +75,12 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
-  void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) override {
+  void set_producer_stream(void* stream) override {
+    MEAP_CHECK(stream == nullptr, "MPI reduces host buffers: there is no device stream to wait on");
+  }
+
+  void all_reduce_sum_start(const Tensor& t, const char* what) override {
     check_host(t, what);
-    MEAP_CHECK(after_stream == nullptr, what, ": MPI reduces host buffers; no stream to wait on");
     MEAP_CHECK(t.dtype == DType::f32 || t.dtype == DType::f64, "all-reduce of ",
                dtype_name(t.dtype));
     const MPI_Datatype type = t.dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE;

@@ -65,6 +65,7 @@ class NcclCommunicator final : public Communicator {
       : timeout_s_(timeout_s), rank_(info.rank), size_(info.world_size) {
     MEAP_CHECK(size_ >= 1 && rank_ >= 0 && rank_ < size_, "rank ", rank_, " of ", size_);
     MEAP_CHECK(timeout_s_ > 0, "dist.timeout_s must be positive");
+    CollectiveWatchdog::set_rank(rank_);
     // The host side. Several ranks: MPI, which also carries NCCL's unique id (MPI starts here,
     // exactly as the MPI communicator starts it, and ends when host_ goes, after NCCL). One
     // rank: nothing to exchange, and no MPI singleton start-up to depend on.
@@ -107,7 +108,8 @@ class NcclCommunicator final : public Communicator {
 
     try {
       // A blocking stream (not cudaStreamNonBlocking): work queued on the legacy default
-      // stream, where the CUDA backend launches, is ordered before our collectives.
+      // stream (plain cudaMemcpy) is ordered before our collectives; the backend's own
+      // stream is waited for through set_producer_stream.
       MEAP_CUDA_CHECK(cudaStreamCreate(&stream_));
       ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
       config.blocking = 0;
@@ -157,36 +159,37 @@ class NcclCommunicator final : public Communicator {
     if (t.numel() == 0) return;
     usable(what);
     MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    after_producer();
     const auto deadline = deadline_from_now();
     MEAP_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), type, ncclSum,
                                   comm_, stream_));
     wait_collective(what, deadline);
   }
 
-  void all_reduce_sum_start(const Tensor& t, const char* what, void* after_stream) override {
+  void set_producer_stream(void* stream) override {
+    producer_ = static_cast<cudaStream_t>(stream);
+  }
+
+  void all_reduce_sum_start(const Tensor& t, const char* what) override {
     check_device(t, what);
     const ncclDataType_t type = nccl_type(t.dtype, what);
     if (t.numel() == 0) return;
     usable(what);
     MEAP_CUDA_CHECK(cudaSetDevice(device_));
-    if (after_stream) {
-      // The reduction queues behind the producer's work on the device; the host goes on.
-      if (!ready_event_) MEAP_CUDA_CHECK(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming));
-      MEAP_CUDA_CHECK(cudaEventRecord(ready_event_, static_cast<cudaStream_t>(after_stream)));
-      MEAP_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_event_, 0));
-    }
-    if (!started_) started_deadline_ = deadline_from_now();
+    after_producer();
     started_ = true;
     MEAP_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), type, ncclSum,
                                   comm_, stream_));
     // A non-blocking communicator takes the next call only once this one is enqueued.
-    wait_collective(what, started_deadline_, /*enqueued_only=*/true);
+    wait_collective(what, deadline_from_now(), /*enqueued_only=*/true);
   }
 
+  // The deadline starts here, not at the first start: the backward's compute in between is
+  // no sign of a dead peer.
   void wait_started(const char* what) override {
     if (!started_) return;
     started_ = false;
-    wait_collective(what, started_deadline_);
+    wait_collective(what, deadline_from_now());
   }
 
   // The few host doubles (loss sums, token weights, the stop vote) go over MPI, already up
@@ -215,6 +218,7 @@ class NcclCommunicator final : public Communicator {
     usable(what);
     MEAP_CUDA_CHECK(cudaSetDevice(device_));
     char* target = in_place ? in + rank_ * S * es : out;
+    after_producer();
     const auto deadline = deadline_from_now();
     MEAP_NCCL_CHECK(ncclReduceScatter(in, target, static_cast<size_t>(S), type, ncclSum, comm_,
                                       stream_));
@@ -250,6 +254,7 @@ class NcclCommunicator final : public Communicator {
                what, ": the shard overlaps the full buffer at another rank's place");
     usable(what);
     MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    after_producer();
     const auto deadline = deadline_from_now();
     MEAP_NCCL_CHECK(ncclAllGather(shard.data, all, static_cast<size_t>(S), type, comm_, stream_));
     wait_collective(what, deadline);
@@ -262,6 +267,7 @@ class NcclCommunicator final : public Communicator {
     if (t.nbytes() == 0) return;
     usable(what);
     MEAP_CUDA_CHECK(cudaSetDevice(device_));
+    after_producer();
     const auto deadline = deadline_from_now();
     MEAP_NCCL_CHECK(ncclBroadcast(t.data, t.data, t.nbytes(), ncclUint8, root, comm_, stream_));
     wait_collective(what, deadline);
@@ -280,6 +286,16 @@ class NcclCommunicator final : public Communicator {
     MEAP_CHECK(full.dtype == shard.dtype, what, ": shard collectives take buffers of one dtype");
     MEAP_CHECK(full.numel() == shard.numel() * size_, what, ": full buffer of ", full.numel(),
                " elements is not ", size_, " shards of ", shard.numel());
+  }
+
+  // Queues a wait on the producer stream's work so far: the collective reads what the
+  // backend's kernels wrote, without the host waiting for them.
+  void after_producer() {
+    if (!producer_) return;
+    if (!ready_event_)
+      MEAP_CUDA_CHECK(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming));
+    MEAP_CUDA_CHECK(cudaEventRecord(ready_event_, producer_));
+    MEAP_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_event_, 0));
   }
 
   void usable(const char* what) const {
@@ -318,6 +334,7 @@ class NcclCommunicator final : public Communicator {
 
   // Init (and nothing queued on the stream): wait until NCCL's state leaves ncclInProgress.
   void wait_state(const char* what) {
+    const CollectiveInFlight in_flight(what);
     const auto deadline = deadline_from_now();
     for (int spins = 0;; ++spins) {
       ncclResult_t st = ncclSuccess;
@@ -343,6 +360,7 @@ class NcclCommunicator final : public Communicator {
   // finished) and, unless enqueued_only, the stream has drained; an NCCL error or the
   // deadline aborts.
   void wait_collective(const char* what, Clock::time_point deadline, bool enqueued_only = false) {
+    const CollectiveInFlight in_flight(what);
     for (int spins = 0;; ++spins) {
       ncclResult_t st = ncclSuccess;
       const ncclResult_t rc = ncclCommGetAsyncError(comm_, &st);
@@ -378,9 +396,9 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> host_;  // declared first: ends (MPI_Finalize) after NCCL
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t ready_event_ = nullptr;  // the producer stream's point a bucket waits for
+  cudaStream_t producer_ = nullptr;    // the backend's stream (set_producer_stream)
+  cudaEvent_t ready_event_ = nullptr;  // the producer's point a collective waits for
   bool started_ = false;               // all_reduce_sum_start calls not yet waited for
-  Clock::time_point started_deadline_{};
   ncclComm_t comm_ = nullptr;
   bool aborted_ = false;
 };

@@ -25,30 +25,45 @@ void write_str(const char* s) {
 }
 }  // namespace
 
+namespace {
+// "meap: rank R: SIGNAL arrived <when> collective 'WHAT'; ..." with write(2) only.
+void write_report(const char* signal_name, const char* when, const char* what) {
+  write_str("meap: ");
+  const int r = g_rank.load();
+  if (r >= 0) {
+    char digits[16], rank[16];
+    int n = 0;
+    for (int x = r; n == 0 || x > 0; x /= 10) digits[n++] = static_cast<char>('0' + x % 10);
+    for (int i = 0; i < n; ++i) rank[i] = digits[n - 1 - i];
+    rank[n] = '\0';
+    write_str("rank ");
+    write_str(rank);
+    write_str(": ");
+  }
+  write_str(signal_name);
+  write_str(when);
+  write_str(what);
+  write_str("'; if a peer rank failed (mpirun then stops the job), that collective is the one "
+            "that could not complete\n");
+}
+}  // namespace
+
 void report_collective_in_flight(const char* signal_name) {
   const char* what = g_in_flight.load();
   if (!what) {
     g_unreported_signal.store(signal_name);
     return;
   }
-  char rank[16];
-  int r = g_rank.load(), n = 0;
-  char digits[16];
-  do {
-    digits[n++] = static_cast<char>('0' + (r < 0 ? 0 : r % 10));
-    r /= 10;
-  } while (r > 0);
-  for (int i = 0; i < n; ++i) rank[i] = digits[n - 1 - i];
-  rank[n] = '\0';
-  write_str("meap: rank ");
-  write_str(rank);
-  write_str(": ");
-  write_str(signal_name);
-  write_str(" arrived while waiting in collective '");
-  write_str(what);
-  write_str("'; if a peer rank failed (mpirun then stops the job), that collective is the one "
-            "that could not complete\n");
+  write_report(signal_name, " arrived while waiting in collective '", what);
 }
+
+CollectiveInFlight::CollectiveInFlight(const char* what) {
+  g_in_flight.store(what);
+  if (const char* sig = g_unreported_signal.exchange(nullptr))
+    write_report(sig, " arrived during compute; this rank now waits in collective '", what);
+}
+
+CollectiveInFlight::~CollectiveInFlight() { g_in_flight.store(nullptr); }
 
 void CollectiveWatchdog::set_rank(int rank) { g_rank.store(rank); }
 
@@ -65,11 +80,10 @@ CollectiveWatchdog::~CollectiveWatchdog() {
   thread_.join();
 }
 
-CollectiveWatchdog::Armed::Armed(CollectiveWatchdog& w, const char* what) : w_(w) {
+CollectiveWatchdog::Armed::Armed(CollectiveWatchdog& w, const char* what)
+    : in_flight_(what), w_(w) {
   std::lock_guard lock(w_.mutex_);
   w_.what_ = what;
-  g_in_flight.store(what);
-  if (const char* sig = g_unreported_signal.exchange(nullptr)) report_collective_in_flight(sig);
   w_.deadline_ = std::chrono::steady_clock::now() +
                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                      std::chrono::duration<double>(w_.timeout_s_));
@@ -79,7 +93,6 @@ CollectiveWatchdog::Armed::Armed(CollectiveWatchdog& w, const char* what) : w_(w
 CollectiveWatchdog::Armed::~Armed() {
   std::lock_guard lock(w_.mutex_);
   w_.what_ = nullptr;
-  g_in_flight.store(nullptr);
   w_.cv_.notify_all();
 }
 

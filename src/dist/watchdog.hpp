@@ -12,13 +12,24 @@
 
 namespace meap {
 
+// Scope guard: marks the collective `what` (a string literal) as the one this process is
+// blocked in, for report_collective_in_flight() (communicator.hpp) -- every blocking wait
+// of every communicator holds one. Reports a signal that arrived before it started.
+class CollectiveInFlight {
+ public:
+  explicit CollectiveInFlight(const char* what);
+  ~CollectiveInFlight();
+  CollectiveInFlight(const CollectiveInFlight&) = delete;
+  CollectiveInFlight& operator=(const CollectiveInFlight&) = delete;
+};
+
 class CollectiveWatchdog {
  public:
   CollectiveWatchdog(double timeout_s, std::function<void(const std::string&)> on_timeout);
   ~CollectiveWatchdog();
 
-  // The rank named by report_collective_in_flight() (communicator.hpp).
-  void set_rank(int rank);
+  // The rank named by report_collective_in_flight() (communicator.hpp); process-wide.
+  static void set_rank(int rank);
 
   // Scope guard: the collective named `what` is in flight while it lives.
   class Armed {
@@ -27,6 +38,7 @@ class CollectiveWatchdog {
     ~Armed();
 
    private:
+    CollectiveInFlight in_flight_;
     CollectiveWatchdog& w_;
   };
 

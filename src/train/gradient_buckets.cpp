@@ -4,10 +4,9 @@
 
 namespace meap {
 
-GradientBuckets::GradientBuckets(Communicator& comm, const Tensor& grads, int64_t bucket_elems,
-                                 void* after_stream)
-    : comm_(comm), grads_(grads), bucket_elems_(bucket_elems), after_stream_(after_stream),
-      lo_(grads.numel()), hi_(grads.numel()) {
+GradientBuckets::GradientBuckets(Communicator& comm, const Tensor& grads, int64_t bucket_elems)
+    : comm_(comm), grads_(grads), bucket_elems_(bucket_elems), lo_(grads.numel()),
+      hi_(grads.numel()) {
   MEAP_CHECK(bucket_elems > 0, "gradient bucket of ", bucket_elems, " elements");
 }
 
@@ -32,8 +31,7 @@ void GradientBuckets::finish() {
 }
 
 void GradientBuckets::start(int64_t begin, int64_t end) {
-  comm_.all_reduce_sum_start(grads_.rows(begin, end), "gradient bucket all-reduce",
-                             after_stream_);
+  comm_.all_reduce_sum_start(grads_.rows(begin, end), "gradient bucket all-reduce");
   covered_ += end - begin;
   ++buckets_;
 }

@@ -95,6 +95,8 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   }
 
   auto backend = make_backend(cfg.train.device);
+  // Device collectives wait for the kernels queued on the backend's stream (CPU: none).
+  comm.set_producer_stream(backend->stream());
   const bool zero1 = cfg.dist.zero1;
   if (zero1 && backend->device() != Device::cpu)
     fail("dist.zero1 is built for the CPU backend only (MPI host buffers), but train.device=",
@@ -131,7 +133,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   if (!zero1 && comm.world_size() > 1 && cfg.dist.bucket_mb > 0) {
     const auto bucket_elems = std::max<int64_t>(
         1, static_cast<int64_t>(cfg.dist.bucket_mb * 1024 * 1024 / dtype_size(grads.dtype)));
-    buckets = std::make_unique<GradientBuckets>(comm, grads, bucket_elems, backend->stream());
+    buckets = std::make_unique<GradientBuckets>(comm, grads, bucket_elems);
   }
   // The update's view of a flat range: master, working copy, gradients (the whole reduced
   // buffer, or the shard), moments (always the shard's own).

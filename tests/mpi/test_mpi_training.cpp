@@ -185,8 +185,8 @@ TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi]") {
   if (std::getenv("MEAP_TEST_VERBOSE")) std::printf("%s\n", job.log().c_str());
   CHECK(seconds < 20);  // within dist.timeout_s: nobody hangs
   // The survivor names the collective it was stuck in (mpirun signals it before killing).
-  CHECK(job.log().find("rank 0: SIGTERM arrived while waiting in collective '") !=
-        std::string::npos);
+  // (Blocked in it when signalled, or reaching it after the signal.)
+  CHECK(std::regex_search(job.log(), std::regex("rank 0: SIGTERM arrived [a-z ;]+ collective '")));
   std::printf("mpi: job ended %.2f s after a rank was killed\n", seconds);
   // What survived is a loadable checkpoint.
   REQUIRE(meap::latest_checkpoint((d.path / "run").string()));

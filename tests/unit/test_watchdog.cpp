@@ -77,8 +77,8 @@ TEST_CASE("a signal during (or before) a collective names it on stderr", "[dist]
     { CollectiveWatchdog::Armed armed(dog, "stop request"); }
     { CollectiveWatchdog::Armed armed(dog, "checkpoint barrier"); }
   });
-  CHECK(before.find("rank 3: SIGINT arrived while waiting in collective 'stop request'") !=
-        std::string::npos);
+  CHECK(before.find("rank 3: SIGINT arrived during compute; this rank now waits in collective "
+                    "'stop request'") != std::string::npos);
   CHECK(before.find("checkpoint barrier") == std::string::npos);
   const std::string quiet = captured_stderr([&] { CollectiveWatchdog::Armed armed(dog, "x"); });
   CHECK(quiet.empty());
