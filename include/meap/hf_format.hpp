@@ -70,9 +70,10 @@ struct HfImportOptions {
 struct HfImportResult {
   std::string out_dir;
   ModelConfig config;
-  int64_t hf_vocab_size = 0;  // before [MASK] was added
+  int64_t hf_vocab_size = 0;  // config.json's
   int32_t mask_id = -1;
-  bool mask_row_added = false;  // the embedding (and head) grew by one row for [MASK]
+  int64_t rows_added = 0;    // embedding (and head) rows added: [MASK] appended
+  int64_t rows_dropped = 0;  // rows of a vocabulary padded beyond the tokenizer, cut
   bool has_tokenizer = false;   // tokenizer.model was found and copied
 };
 // Reads an HF Llama directory (F32 or BF16 weights) and writes a meap checkpoint

@@ -1,6 +1,7 @@
 // `meap import HF_DIR --out CHECKPOINT_DIR`: a Hugging Face Llama as a meap checkpoint, to
 // continue pre-training or MEAP fine-tuning it (docs/export.md).
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "meap/error.hpp"
@@ -21,11 +22,13 @@ constexpr const char* kUsage =
     "samples from it; `checkpoint.init_from: CHECKPOINT_DIR` in a training config starts a\n"
     "run from its weights.\n"
     "\n"
-    "MEAP needs a [MASK] token. When the vocabulary lacks one, [MASK] gets the id after the\n"
-    "tokenizer's last piece and, when that is past the model's last row, the embedding (and\n"
-    "an untied output head) grow by one row, initialised to the mean of the existing rows.\n"
-    "\n"
-    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
+    "The vocabulary becomes the tokenizer's, as meap's data pipeline needs: MEAP needs a\n"
+    "[MASK] token, and when the tokenizer lacks one it gets the id after the last piece;\n"
+    "when that id is past the model's last row, the embedding (and an untied output head)\n"
+    "grow by one row, initialised to the mean of the existing rows. Rows of a vocabulary\n"
+    "padded beyond the tokenizer are cut. Without a tokenizer.model, [MASK] is appended\n"
+    "after the model's last row.\n"
+    "\n"    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
     "  --force     replace an existing DIR (only once the new one is complete)\n";
 
 }  // namespace
@@ -56,13 +59,17 @@ int import_command(const Args& args) {
   }
   const HfImportResult r = import_hf(opt);
   const ModelConfig& c = r.config;
+  std::string rows;
+  if (r.rows_added) rows = ", one row added for [MASK]";
+  if (r.rows_dropped)
+    rows = ", " + std::to_string(r.rows_dropped) + " padding rows past the tokenizer cut";
   std::fprintf(stderr,
                "imported a LlamaForCausalLM (dim %ld, %ld layers, %ld heads / %ld kv, ffn %ld, "
                "vocab %ld%s) to %s\n",
                static_cast<long>(c.dim), static_cast<long>(c.n_layers),
                static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads),
-               static_cast<long>(c.ffn_dim), static_cast<long>(c.vocab_size),
-               r.mask_row_added ? ", one row added for [MASK]" : "", r.out_dir.c_str());
+               static_cast<long>(c.ffn_dim), static_cast<long>(c.vocab_size), rows.c_str(),
+               r.out_dir.c_str());
   std::fprintf(stderr, "[MASK] is id %d; %s\n", r.mask_id,
                r.has_tokenizer ? "tokenizer.model copied"
                                : "no tokenizer.model in HF_DIR: `meap prepare --tokenizer` "

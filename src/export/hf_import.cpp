@@ -113,13 +113,14 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
          (c.tie_embeddings && name == "lm_head.weight");
 }
 
-// Appends `extra` rows, each the mean of the existing rows (a neutral start for [MASK]).
-void grow_rows(std::vector<float>& table, int64_t rows, int64_t cols, int64_t extra) {
+// table (rows, cols) -> (new_rows, cols): cut, or extended by rows that are each the mean
+// of the existing rows (a neutral start for [MASK]).
+void resize_rows(std::vector<float>& table, int64_t rows, int64_t new_rows, int64_t cols) {
   std::vector<double> mean(cols, 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) mean[c] += table[r * cols + c];
-  table.resize((rows + extra) * cols);
-  for (int64_t r = rows; r < rows + extra; ++r)
+  table.resize(new_rows * cols);
+  for (int64_t r = rows; r < new_rows; ++r)
     for (int64_t c = 0; c < cols; ++c) table[r * cols + c] = static_cast<float>(mean[c] / rows);
 }
 
@@ -134,25 +135,30 @@ HfImportResult import_hf(const HfImportOptions& opt) {
 
   HfImportResult result;
   result.hf_vocab_size = hf_config.vocab_size;
-  // [MASK]: the tokenizer's own piece when it has one; else the id after its last piece
-  // (meap's Tokenizer appends it there); without a tokenizer.model, the id after the
-  // model's last row. The embedding grows when that id is not already a row.
+  // The vocabulary is the tokenizer's, as everywhere in meap (tokenizer, shards and model
+  // must agree): its pieces, plus [MASK] appended after the last piece when it has none
+  // (meap's Tokenizer does that). So the embedding grows by one row for an appended [MASK]
+  // at the model's end, and a vocabulary padded beyond the tokenizer (rows no text
+  // encodes to) is cut back to it. Without a tokenizer.model, [MASK] is appended after the
+  // model's last row.
   const fs::path tok_path = hf / "tokenizer.model";
   std::unique_ptr<Tokenizer> tok;
+  ModelConfig mc = hf_config;
   if (fs::exists(tok_path)) {
     tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_path.string()));
+    const int64_t pieces = tok->vocab_size() - (tok->mask_appended() ? 1 : 0);
+    if (pieces > hf_config.vocab_size)
+      fail(tok_path.string(), " has ", pieces, " pieces but config.json's vocab_size is ",
+           hf_config.vocab_size, ": the tokenizer does not belong to this model");
+    mc.vocab_size = tok->vocab_size();
     result.mask_id = tok->mask_id();
     result.has_tokenizer = true;
   } else {
+    mc.vocab_size = hf_config.vocab_size + 1;
     result.mask_id = static_cast<int32_t>(hf_config.vocab_size);
   }
-  ModelConfig mc = hf_config;
-  mc.vocab_size = std::max<int64_t>(hf_config.vocab_size, result.mask_id + 1);
-  result.mask_row_added = mc.vocab_size > hf_config.vocab_size;
-  const int64_t extra_rows = mc.vocab_size - hf_config.vocab_size;
-  if (tok && tok->vocab_size() > mc.vocab_size)
-    fail(tok_path.string(), " has ", tok->vocab_size(), " ids but config.json's vocab_size is ",
-         hf_config.vocab_size);
+  result.rows_added = std::max<int64_t>(0, mc.vocab_size - hf_config.vocab_size);
+  result.rows_dropped = std::max<int64_t>(0, hf_config.vocab_size - mc.vocab_size);
 
   HfWeights weights(hf);
   const std::vector<HfTensorMapping> mappings = hf_tensor_mappings(hf_config);
@@ -177,11 +183,9 @@ HfImportResult import_hf(const HfImportOptions& opt) {
     for (size_t d = 1; d < m.meap_shape.size(); ++d) row_elems *= m.meap_shape[d];
     std::copy(block.begin(), block.end(), meap.at(m.meap_name).begin() + m.row_begin * row_elems);
   }
-  if (extra_rows > 0) {
-    grow_rows(meap.at("tok_embeddings.weight"), hf_config.vocab_size, mc.dim, extra_rows);
-    if (!mc.tie_embeddings)
-      grow_rows(meap.at("output.weight"), hf_config.vocab_size, mc.dim, extra_rows);
-  }
+  resize_rows(meap.at("tok_embeddings.weight"), hf_config.vocab_size, mc.vocab_size, mc.dim);
+  if (!mc.tie_embeddings)
+    resize_rows(meap.at("output.weight"), hf_config.vocab_size, mc.vocab_size, mc.dim);
 
   StagedDirectory out(opt.out_dir, opt.overwrite);
   const fs::path dir = out.path();

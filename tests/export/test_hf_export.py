@@ -261,6 +261,43 @@ def main():
     err = rel_err(meap_logits(imported, tokens_v)[..., :300], theirs)
     check(err <= FP32_LIMIT, f"grown model keeps transformers' logits: max rel error {err:.2e}")
 
+    # A vocabulary padded beyond its tokenizer (320 rows, 300 pieces): cut to the tokenizer's
+    # 300 pieces + [MASK], so shards made with that tokenizer train from it.
+    cfg = transformers.LlamaConfig(vocab_size=320, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64)
+    model = transformers.LlamaForCausalLM(cfg)
+    hf_dir = os.path.join(WORK, "transformers-padded")
+    model.save_pretrained(hf_dir)
+    shutil.copy(plain_prefix + ".model", os.path.join(hf_dir, "tokenizer.model"))
+    imported = os.path.join(WORK, "from-transformers-padded")
+    p = run(MEAP, "import", hf_dir, "--out", imported)
+    weights = load_file(os.path.join(imported, "model.safetensors"))
+    tokens_v = rng.integers(0, 300, size=(2, 20))
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(tokens_v)).logits.numpy()
+    err = rel_err(meap_logits(imported, tokens_v)[..., :300], theirs[..., :300])
+    check(weights["tok_embeddings.weight"].shape == (301, 32) and
+          "19 padding rows past the tokenizer cut" in p.stderr and err <= FP32_LIMIT,
+          f"padded vocabulary (320 rows, 300 pieces) imports as 301 rows; logits max rel error "
+          f"{err:.2e}")
+    padded_data = os.path.join(WORK, "padded-data")
+    run(MEAP, "prepare", "--out", padded_data, "--tokenizer", plain_prefix + ".model",
+        "--val-fraction", 0.2, "--threads", 1, corpus)
+    cfg_path = os.path.join(WORK, "padded.yaml")
+    write_config(cfg_path, os.path.join(WORK, "padded-run"), padded_data, tied=False)
+    p = run(MEAP, "train", cfg_path, "model.vocab_size=301", "model.dim=32", "model.ffn_dim=64",
+            "model.n_layers=1", "model.norm_eps=1e-6", "model.max_seq_len=64",
+            "train.max_steps=1", f"checkpoint.init_from={imported}", expect_ok=False)
+    check(p.returncode == 0, "a run starts from the padded import on shards of its tokenizer")
+    if p.returncode != 0:
+        print("     stderr:", p.stderr.strip()[-400:])
+    # A tokenizer with more pieces than the model has rows belongs to another model.
+    cfg.vocab_size = 290
+    hf_dir = os.path.join(WORK, "transformers-small-vocab")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(hf_dir)
+    shutil.copy(plain_prefix + ".model", os.path.join(hf_dir, "tokenizer.model"))
+
     # Malformed inputs: refused naming the tensor or field; nothing left behind.
     def refused(args, needle, what):
         out = args[args.index("--out") + 1]
@@ -301,6 +338,9 @@ def main():
     json.dump(config, open(os.path.join(bad, "config.json"), "w"))
     refused(["import", bad, "--out", os.path.join(WORK, "out-rope")], "rope_scaling",
             "rope_scaling that meap does not implement")
+
+    refused(["import", hf_dir, "--out", os.path.join(WORK, "out-small-vocab")],
+            "300 pieces but config.json's vocab_size is 290", "tokenizer larger than the model")
 
     bad_ckpt = os.path.join(WORK, "bad-checkpoint")
     latest = open(os.path.join(run_dir, "checkpoints", "latest")).read().strip()
