@@ -9,9 +9,11 @@ namespace meap {
 
 class StagedDirectory {
  public:
-  // Refuses an existing `final_path` unless replace_existing. Creates the staging directory
-  // FINAL.tmp-PID next to it (removing a stale one of the same name first).
-  StagedDirectory(const std::string& final_path, bool replace_existing);
+  // Refuses an existing `final_path` unless replace_existing -- and even then unless it
+  // holds `marker` (e.g. "config.json"), i.e. it is an earlier output of the same kind, so
+  // that --force cannot swallow a run directory or a checkpoint. Creates the staging
+  // directory FINAL.tmp-PID next to it (removing a stale one of the same name first).
+  StagedDirectory(const std::string& final_path, bool replace_existing, const char* marker);
   // Removes the staging directory unless commit() succeeded.
   ~StagedDirectory();
   StagedDirectory(const StagedDirectory&) = delete;
@@ -19,8 +21,9 @@ class StagedDirectory {
 
   // Where to write the files.
   const std::string& path() const { return staging_; }
-  // fsyncs the staging directory, renames it to the final path (moving an existing one
-  // aside first and deleting it afterwards) and fsyncs the parent. Returns the final path.
+  // fsyncs the staging directory and renames it to the final path -- an existing one is
+  // swapped out atomically (renameat2 RENAME_EXCHANGE; where the filesystem lacks it, moved
+  // aside first) and deleted afterwards -- then fsyncs the parent. Returns the final path.
   const std::string& commit();
 
  private:

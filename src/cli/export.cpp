@@ -27,7 +27,8 @@ constexpr const char* kUsage =
     "  --dtype fp32|bf16      weight dtype (default fp32; bf16 rounds to nearest even)\n"
     "  --max-shard-size SIZE  split the weights into files of at most SIZE (default 5GB;\n"
     "                         e.g. 500MB, 2GiB)\n"
-    "  --force                replace an existing DIR (only once the new one is complete)\n"
+    "  --force                replace an existing DIR that is an earlier export (holds\n"
+    "                         config.json), only once the new one is complete\n"
     "\n"
     "The directory is written under a temporary name and renamed at the end: a failure\n"
     "leaves no partial export.\n";

@@ -28,8 +28,10 @@ constexpr const char* kUsage =
     "grow by one row, initialised to the mean of the existing rows. Rows of a vocabulary\n"
     "padded beyond the tokenizer are cut. Without a tokenizer.model, [MASK] is appended\n"
     "after the model's last row.\n"
-    "\n"    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
-    "  --force     replace an existing DIR (only once the new one is complete)\n";
+    "\n"
+    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
+    "  --force     replace an existing DIR that is a checkpoint (holds manifest.json), only\n"
+    "              once the new one is complete\n";
 
 }  // namespace
 

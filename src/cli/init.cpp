@@ -12,6 +12,7 @@
 #include "meap/checkpoint.hpp"
 #include "meap/config.hpp"
 #include "meap/error.hpp"
+#include "meap/file_io.hpp"
 #include "meap/llama.hpp"
 #include "meap/llama_io.hpp"
 #include "meap/staged_directory.hpp"
@@ -80,11 +81,14 @@ int init_command(const Args& args) {
     source = "checkpoint.init_from " + from;
   }
 
-  StagedDirectory staged(out, force);
+  StagedDirectory staged(out, force, "manifest.json");
   const fs::path dir = staged.path();
   save_llama_weights(model, (dir / "model.safetensors").string());
   const bool has_tokenizer = !cfg.data.tokenizer.empty() && fs::exists(cfg.data.tokenizer);
-  if (has_tokenizer) fs::copy_file(cfg.data.tokenizer, dir / "tokenizer.model");
+  if (has_tokenizer) {
+    fs::copy_file(cfg.data.tokenizer, dir / "tokenizer.model");
+    fsync_file((dir / "tokenizer.model").string());
+  }
   CheckpointManifest manifest;  // step 0, nothing seen yet
   manifest.config_yaml = config_to_yaml(cfg);
   manifest.seed = cfg.run.seed;

@@ -55,6 +55,7 @@ nlohmann::json special_token_entry(const std::string& content) {
 // separated by EOS and BOS is never trained, hence add_bos_token false.
 void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
   fs::copy_file(tok.path(), dir / "tokenizer.model");
+  fsync_file((dir / "tokenizer.model").string());
   nlohmann::json specials = {{"bos_token", tok.piece(tok.bos_id())},
                              {"eos_token", tok.piece(tok.eos_id())},
                              {"mask_token", kMaskPiece}};
@@ -107,7 +108,7 @@ HfExportResult export_hf(const HfExportOptions& opt) {
 
   const auto weights =
       read_meap_weights((fs::path(checkpoint) / "model.safetensors").string(), mc);
-  StagedDirectory out(opt.out_dir, opt.overwrite);
+  StagedDirectory out(opt.out_dir, opt.overwrite, "config.json");
   const fs::path dir = out.path();
 
   // Group the HF tensors into shards of at most max_shard_bytes (a tensor larger than the

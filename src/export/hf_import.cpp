@@ -12,6 +12,7 @@
 #include "meap/checkpoint.hpp"
 #include "meap/config.hpp"
 #include "meap/error.hpp"
+#include "meap/file_io.hpp"
 #include "meap/hf_format.hpp"
 #include "meap/safetensors.hpp"
 #include "meap/staged_directory.hpp"
@@ -187,7 +188,7 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   if (!mc.tie_embeddings)
     resize_rows(meap.at("output.weight"), hf_config.vocab_size, mc.vocab_size, mc.dim);
 
-  StagedDirectory out(opt.out_dir, opt.overwrite);
+  StagedDirectory out(opt.out_dir, opt.overwrite, "manifest.json");
   const fs::path dir = out.path();
   SafetensorsWriter writer;
   writer.set_metadata("format", "meap");
@@ -195,7 +196,10 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   for (const auto& [name, shape] : meap_parameter_shapes(mc))
     writer.add(name, DType::f32, shape, meap.at(name).data());
   writer.write((dir / "model.safetensors").string());
-  if (tok) fs::copy_file(tok_path, dir / "tokenizer.model");
+  if (tok) {
+    fs::copy_file(tok_path, dir / "tokenizer.model");
+    fsync_file((dir / "tokenizer.model").string());
+  }
 
   // A step-0 manifest whose config holds the imported model; the other sections are
   // defaults a training config overrides (checkpoint.init_from takes only the weights).

@@ -356,6 +356,15 @@ def main():
     check(p.returncode != 0 and "already exists" in p.stderr and
           sorted(os.listdir(fp32_dir)) == before, "export onto an existing directory is refused "
           "and leaves it alone")
+    # --force replaces an earlier export (swapped in whole), never a run or checkpoint.
+    p = run(MEAP, "export", run_dir, "--out", fp32_dir, "--dtype", "bf16", "--force")
+    replaced = json.load(open(os.path.join(fp32_dir, "config.json")))["torch_dtype"]
+    leftovers = [n for n in os.listdir(WORK) if n.startswith("hf-untied.")]
+    check(replaced == "bfloat16" and not leftovers, "--force replaces an earlier export whole")
+    run_files = sorted(os.listdir(run_dir))
+    p = run(MEAP, "export", run_dir, "--out", run_dir, "--force", expect_ok=False)
+    check(p.returncode != 0 and "not an earlier output" in p.stderr and
+          sorted(os.listdir(run_dir)) == run_files, "--force onto the run directory is refused")
 
     if failures:
         print(f"{len(failures)} check(s) failed")
