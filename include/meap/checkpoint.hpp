@@ -67,6 +67,11 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir);
 // Writes checkpoint_dir/manifest.json atomically (commit_checkpoint and `meap import`).
 void write_checkpoint_manifest(const std::string& checkpoint_dir,
                                const CheckpointManifest& manifest);
+// checkpoint.init_from: loads the weights of the checkpoint, run directory (its latest) or
+// `meap import` output at `path` into model (the fp32 master; the working copy re-synced),
+// refusing one whose model section differs from model.config() in anything but init_std.
+// Returns the checkpoint directory used.
+std::string load_initial_weights(const std::string& path, Llama& model);
 // A checkpoint directory as given (it holds manifest.json), or the latest complete
 // checkpoint of a run directory; throws naming the path otherwise.
 std::string resolve_checkpoint_dir(const std::string& path);

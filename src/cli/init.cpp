@@ -75,10 +75,7 @@ int init_command(const Args& args) {
   if (cfg.checkpoint.init_from.empty()) {
     model.init_weights(cfg.run.seed);
   } else {
-    // Refuses a checkpoint of another shape, naming the tensor (as `meap train` would).
-    const std::string from = resolve_checkpoint_dir(cfg.checkpoint.init_from);
-    load_checkpoint_tensors(from, model, Tensor{}, Tensor{});
-    source = "checkpoint.init_from " + from;
+    source = "checkpoint.init_from " + load_initial_weights(cfg.checkpoint.init_from, model);
   }
 
   StagedDirectory staged(out, force, "manifest.json");

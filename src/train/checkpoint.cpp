@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "meap/config.hpp"
 #include "meap/file_io.hpp"
 #include "meap/llama_io.hpp"
 #include "meap/safetensors.hpp"
@@ -231,6 +232,19 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const auto all = complete_checkpoints(dir);
   if (all.empty()) return std::nullopt;
   return all.back().second.string();
+}
+
+std::string load_initial_weights(const std::string& path, Llama& model) {
+  const std::string from = resolve_checkpoint_dir(path);
+  const Config source =
+      parse_config(read_checkpoint_manifest(from).config_yaml, {}, from + "/manifest.json");
+  ModelConfig shape = source.model;
+  shape.init_std = model.config().init_std;  // only the initialisation, which is skipped
+  if (shape != model.config())
+    fail("checkpoint.init_from: ", from, " holds a model of another shape than this config's "
+         "model section (copy its model section: ", from, "/manifest.json)");
+  load_checkpoint_tensors(from, model, Tensor{}, Tensor{});
+  return from;
 }
 
 std::string resolve_checkpoint_dir(const std::string& path) {

@@ -171,15 +171,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
     if (cfg.checkpoint.init_from.empty()) {
       model.init_weights(cfg.run.seed);
     } else {
-      const std::string from = resolve_checkpoint_dir(cfg.checkpoint.init_from);
-      const Config source = parse_config(read_checkpoint_manifest(from).config_yaml, {},
-                                         from + "/manifest.json");
-      ModelConfig shape = source.model;
-      shape.init_std = cfg.model.init_std;  // only the initialisation, which is skipped
-      if (shape != cfg.model)
-        fail("checkpoint.init_from: ", from, " holds a model of another shape than this config's "
-             "model section (copy its model section: ", from, "/manifest.json)");
-      load_checkpoint_tensors(from, model, Tensor{}, Tensor{});
+      const std::string from = load_initial_weights(cfg.checkpoint.init_from, model);
       say(quiet, "initialised from {} (weights only: step, optimizer and data order start anew)",
           from);
     }
@@ -364,6 +356,9 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
       if (!main_rank) result.checkpoint = *latest_checkpoint(run_dir.string());
       say(quiet, "step {:>6} | checkpoint {}", step, result.checkpoint);
     }
+    // Validation and checkpoints after a logged step stay out of the next interval's tok/s
+    // (and MFU): training throughput, not wall-clock.
+    if (tokens_since_log == 0) last_log = Clock::now();
     if (stopping && !last) {
       result.interrupted = true;
       say(quiet, "stopped on request after step {}; resume with --resume", step);
