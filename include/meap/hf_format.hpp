@@ -27,11 +27,6 @@ struct HfTensorMapping {
 // Every HF tensor of a model of this shape, in the order transformers lists them. A tied
 // model has no lm_head.weight (transformers ties it to model.embed_tokens.weight).
 std::vector<HfTensorMapping> hf_tensor_mappings(const ModelConfig& config);
-// meap's parameter names and shapes for this config, in meap's flat order (the same list
-// Llama builds; a unit test keeps the two in step).
-std::vector<std::pair<std::string, std::vector<int64_t>>> meap_parameter_shapes(
-    const ModelConfig& config);
-
 // Special token ids the exported config and tokenizer files name.
 struct HfSpecialTokens {
   int32_t bos = 1, eos = 2, pad = 3, unk = 0, mask = 4;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "meap/arena.hpp"
@@ -66,6 +67,11 @@ class Llama {
   ~Llama();
   Llama(const Llama&) = delete;
   Llama& operator=(const Llama&) = delete;
+
+  // Every parameter's name and shape, in flat-buffer order, without building a model (the
+  // HF export and import map these names).
+  static std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(
+      const ModelConfig& config);
 
   static LlamaMemoryPlan memory_plan(const ModelConfig& config, int64_t batch, int64_t seq_len,
                                      DType dtype = DType::f32,

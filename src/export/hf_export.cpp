@@ -9,6 +9,7 @@
 #include "meap/error.hpp"
 #include "meap/file_io.hpp"
 #include "meap/hf_format.hpp"
+#include "meap/llama.hpp"
 #include "meap/safetensors.hpp"
 #include "meap/staged_directory.hpp"
 #include "meap/tokenizer.hpp"
@@ -24,7 +25,7 @@ namespace {
 std::map<std::string, std::vector<float>> read_meap_weights(const std::string& path,
                                                             const ModelConfig& config) {
   const SafetensorsFile file = SafetensorsFile::open(path);
-  const auto shapes = meap_parameter_shapes(config);
+  const auto shapes = Llama::parameter_shapes(config);
   for (const auto& info : file.tensors()) {
     bool known = false;
     for (const auto& [name, shape] : shapes) known |= name == info.name;
@@ -174,7 +175,7 @@ HfExportResult export_hf(const HfExportOptions& opt) {
 
   result.out_dir = out.commit();
   result.weight_bytes = total_bytes;
-  for (const auto& [name, shape] : meap_parameter_shapes(mc)) {
+  for (const auto& [name, shape] : Llama::parameter_shapes(mc)) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     result.n_parameters += n;

@@ -14,6 +14,7 @@
 #include "meap/error.hpp"
 #include "meap/file_io.hpp"
 #include "meap/hf_format.hpp"
+#include "meap/llama.hpp"
 #include "meap/safetensors.hpp"
 #include "meap/staged_directory.hpp"
 #include "meap/tokenizer.hpp"
@@ -173,7 +174,7 @@ HfImportResult import_hf(const HfImportOptions& opt) {
 
   // Assemble meap's tensors from the HF row blocks.
   std::map<std::string, std::vector<float>> meap;
-  for (const auto& [name, shape] : meap_parameter_shapes(hf_config)) {
+  for (const auto& [name, shape] : Llama::parameter_shapes(hf_config)) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     meap[name].resize(n);
@@ -193,7 +194,7 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   SafetensorsWriter writer;
   writer.set_metadata("format", "meap");
   writer.set_metadata("imported_from", fs::absolute(hf).string());
-  for (const auto& [name, shape] : meap_parameter_shapes(mc))
+  for (const auto& [name, shape] : Llama::parameter_shapes(mc))
     writer.add(name, DType::f32, shape, meap.at(name).data());
   writer.write((dir / "model.safetensors").string());
   if (tok) {

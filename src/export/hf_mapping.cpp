@@ -19,24 +19,6 @@ std::vector<int64_t> HfTensorMapping::hf_shape() const {
   return s;
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> meap_parameter_shapes(
-    const ModelConfig& c) {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  out.push_back({"tok_embeddings.weight", {c.vocab_size, c.dim}});
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".";
-    out.push_back({p + "attention_norm.weight", {c.dim}});
-    out.push_back({p + "attention.wqkv.weight", {c.qkv_dim(), c.dim}});
-    out.push_back({p + "attention.wo.weight", {c.dim, c.n_heads * c.head_dim()}});
-    out.push_back({p + "ffn_norm.weight", {c.dim}});
-    out.push_back({p + "feed_forward.w_gate_up.weight", {2 * c.ffn_dim, c.dim}});
-    out.push_back({p + "feed_forward.w_down.weight", {c.dim, c.ffn_dim}});
-  }
-  out.push_back({"norm.weight", {c.dim}});
-  if (!c.tie_embeddings) out.push_back({"output.weight", {c.vocab_size, c.dim}});
-  return out;
-}
-
 std::vector<HfTensorMapping> hf_tensor_mappings(const ModelConfig& c) {
   std::vector<HfTensorMapping> out;
   const auto whole = [&](std::string hf, std::string meap, std::vector<int64_t> shape) {

@@ -123,6 +123,14 @@ std::string_view recompute_name(Recompute r) {
   return "?";
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> Llama::parameter_shapes(
+    const ModelConfig& config) {
+  int64_t n_flat = 0;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (const ParameterSpec& s : parameter_specs(config, &n_flat)) out.push_back({s.name, s.shape});
+  return out;
+}
+
 LlamaMemoryPlan Llama::memory_plan(const ModelConfig& config, int64_t batch, int64_t seq_len,
                                    DType dtype, Recompute recompute) {
   config.validate();

@@ -25,12 +25,12 @@ ModelConfig small_config(bool tied) {
 }
 }  // namespace
 
-TEST_CASE("meap_parameter_shapes lists exactly the Llama's parameters", "[export]") {
+TEST_CASE("Llama::parameter_shapes lists the built model's parameters", "[export]") {
   auto be = make_backend("cpu");
   for (bool tied : {false, true}) {
     const ModelConfig c = small_config(tied);
     Llama model(c, *be, 1, 4);
-    const auto shapes = meap_parameter_shapes(c);
+    const auto shapes = Llama::parameter_shapes(c);
     REQUIRE(shapes.size() == model.parameters().size());
     for (size_t i = 0; i < shapes.size(); ++i) {
       const Tensor& t = model.parameters()[i].value;
@@ -43,7 +43,7 @@ TEST_CASE("meap_parameter_shapes lists exactly the Llama's parameters", "[export
 TEST_CASE("HF row blocks tile every packed meap tensor exactly once", "[export]") {
   const ModelConfig c = small_config(false);
   const auto mappings = hf_tensor_mappings(c);
-  for (const auto& [name, shape] : meap_parameter_shapes(c)) {
+  for (const auto& [name, shape] : Llama::parameter_shapes(c)) {
     int64_t next_row = 0;
     for (const auto& m : mappings)
       if (m.meap_name == name) {
