@@ -27,6 +27,9 @@ import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from license_corpus import prepare_license_corpus  # noqa: E402
+
 MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FP32_LIMIT = 1e-4
@@ -86,18 +89,7 @@ log: {{interval: 1}}
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    # A small real corpus: the repository's own documentation.
-    corpus = os.path.join(WORK, "corpus")
-    os.makedirs(corpus)
-    # Debian's license texts (base-files, on every Debian machine): a corpus that does not
-    # change when this repository's docs do, so the run's numbers stay put.
-    licenses = "/usr/share/common-licenses"
-    for name in sorted(os.listdir(licenses)):
-        if not os.path.islink(os.path.join(licenses, name)):
-            shutil.copy(os.path.join(licenses, name), corpus)
-    data = os.path.join(WORK, "data")
-    run(MEAP, "prepare", "--out", data, "--vocab-size", 400, "--val-fraction", 0.2,
-        "--threads", 1, corpus)
+    corpus, data = prepare_license_corpus(MEAP, WORK)
     tokenizer_model = os.path.join(data, "tokenizer.model")
 
     rng = np.random.default_rng(5)

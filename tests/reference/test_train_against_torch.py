@@ -31,7 +31,9 @@ from safetensors.numpy import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 import llama_reference  # noqa: E402
+from license_corpus import prepare_license_corpus  # noqa: E402
 
 MEAP, WORK = sys.argv[1], sys.argv[2]
 STEPS = 20
@@ -106,17 +108,7 @@ def compare(config, work, overrides, label):
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    corpus = os.path.join(WORK, "corpus")
-    os.makedirs(corpus)
-    # Debian's license texts (base-files, on every Debian machine): a corpus that does not
-    # change when this repository's docs do, so the run's numbers stay put.
-    licenses = "/usr/share/common-licenses"
-    for name in sorted(os.listdir(licenses)):
-        if not os.path.islink(os.path.join(licenses, name)):
-            shutil.copy(os.path.join(licenses, name), corpus)
-    data = os.path.join(WORK, "data")
-    run(MEAP, "prepare", "--out", data, "--vocab-size", 400, "--val-fraction", 0.2,
-        "--threads", 1, corpus)
+    _, data = prepare_license_corpus(MEAP, WORK)
     config = os.path.join(WORK, "tiny-gqa.yaml")
     write_config(config, data, os.path.join(WORK, "unused-run"))
 
