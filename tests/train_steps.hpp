@@ -16,6 +16,19 @@
 
 namespace meap::testing {
 
+// The small GQA model (4 query heads sharing 2 kv heads) the step tests train.
+inline ModelConfig small_gqa() {
+  ModelConfig c;
+  c.vocab_size = 32;
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.ffn_dim = 64;
+  c.max_seq_len = 16;
+  return c;
+}
+
 struct StepBatch {
   std::vector<int32_t> inputs, targets;  // (B, T) each
   std::vector<float> weights;            // (B, T)

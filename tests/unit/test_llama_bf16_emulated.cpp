@@ -24,18 +24,6 @@ using namespace meap::testing;
 
 namespace {
 
-ModelConfig small_gqa() {
-  ModelConfig c;
-  c.vocab_size = 32;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 64;
-  c.max_seq_len = 16;
-  return c;
-}
-
 template <class T>
 std::vector<T> host_copy(Backend& be, const Tensor& t) {
   std::vector<T> out(t.numel());
