@@ -11,10 +11,6 @@
 using namespace meap;
 using namespace meap::testing;
 
-namespace {
-
-}  // namespace
-
 TEST_CASE("training steps: f32 tracks f64 and repeats bit for bit", "[model][precision]") {
   const ModelConfig cfg = small_gqa();
   const int64_t B = 2, T = 16;
