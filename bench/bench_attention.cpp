@@ -20,10 +20,10 @@
 
 #include "attention.hpp"
 #include "backend/cuda/cuda_check.hpp"
-#include "meap/backend.hpp"
-#include "meap/dtype.hpp"
-#include "meap/error.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/rng.hpp"
 
 namespace {
 

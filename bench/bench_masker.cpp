@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "meap/meap_masker.hpp"
+#include "meap/data/meap_masker.hpp"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "meap/rng.hpp"
-#include "meap/token_streamer.hpp"
+#include "meap/core/rng.hpp"
+#include "meap/data/token_streamer.hpp"
 
 using namespace meap;
 

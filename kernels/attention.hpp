@@ -1,6 +1,6 @@
 // Host-side launchers of the causal grouped-query flash attention (kernels/attention_forward.cu,
 // kernels/attention_backward.cu). The contract is Backend::attention_forward/backward's
-// (include/meap/backend.hpp) on bf16 storage: pointers are device pointers, launches are
+// (include/meap/backend/backend.hpp) on bf16 storage: pointers are device pointers, launches are
 // asynchronous on `stream`, and every launch is checked (meap::Error on failure). No buffer may
 // alias another. Design, tiling and the determinism argument: docs/kernels.md.
 #pragma once

@@ -7,7 +7,7 @@
 #include "attention.hpp"
 #include "attention_forward.cuh"
 #include "backend/cuda/cuda_check.hpp"
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap::cuda {
 

@@ -1,4 +1,4 @@
-// A test-only Backend that runs the bf16 contract of include/meap/backend.hpp on the CPU:
+// A test-only Backend that runs the bf16 contract of include/meap/backend/backend.hpp on the CPU:
 // every op checks the dtypes the "Precisions" block prescribes for a bf16 model, widens
 // its bf16 inputs to f32, runs the CPU backend's f32 kernel, and rounds its bf16 outputs
 // back (f32 outputs -- weight gradients, rstd, lse, losses -- are written directly). So a
@@ -10,8 +10,8 @@
 #include <memory>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/error.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap::testing {
 

@@ -57,7 +57,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "meap/dtype.hpp"
+#include "meap/core/dtype.hpp"
 
 #define MEAP_CUDA_EMULATION 1
 #define __global__ static inline __attribute__((abi_tag("meap_emu")))

@@ -5,8 +5,8 @@
 #include <functional>
 #include <vector>
 
-#include "meap/rng.hpp"
-#include "meap/tensor.hpp"
+#include "meap/core/rng.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap::testing {
 

@@ -9,10 +9,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "meap/arena.hpp"
-#include "meap/backend.hpp"
-#include "meap/llama.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap::testing {
 

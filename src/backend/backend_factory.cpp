@@ -1,6 +1,6 @@
 // make_backend: picks the backend a run asked for, with a clear error when it is absent.
 #include "backend/cpu/cpu_backend.hpp"
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 #ifdef MEAP_WITH_CUDA
 #include "backend/cuda/cuda_backend.hpp"

@@ -7,11 +7,11 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/safetensors.hpp"
-#include "meap/token_streamer.hpp"
-#include "meap/trainer.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/safetensors.hpp"
+#include "meap/data/token_streamer.hpp"
+#include "meap/train/trainer.hpp"
 
 namespace meap::cli {
 

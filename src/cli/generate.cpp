@@ -6,12 +6,12 @@
 #include <string>
 
 #include "cli/commands.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/llama.hpp"
-#include "meap/sampler.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/model/sampler.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "cli/commands.hpp"
-#include "meap/error.hpp"
-#include "meap/hf_format.hpp"
-#include "meap/human_format.hpp"
+#include "meap/core/error.hpp"
+#include "meap/export/hf_format.hpp"
+#include "meap/core/human_format.hpp"
 
 namespace meap::cli {
 

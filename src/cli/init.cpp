@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "meap/backend.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
-#include "meap/llama.hpp"
-#include "meap/llama_io.hpp"
-#include "meap/staged_directory.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/model/llama_io.hpp"
+#include "meap/core/staged_directory.hpp"
 
 namespace fs = std::filesystem;
 

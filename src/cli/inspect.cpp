@@ -3,10 +3,10 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
-#include "meap/backend.hpp"
-#include "meap/human_format.hpp"
-#include "meap/config.hpp"
-#include "meap/llama.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/human_format.hpp"
+#include "meap/train/config.hpp"
+#include "meap/model/llama.hpp"
 
 namespace meap::cli {
 

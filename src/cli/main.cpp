@@ -4,7 +4,7 @@
 #include <exception>
 
 #include "cli/commands.hpp"
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace {
 

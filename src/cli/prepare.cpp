@@ -11,9 +11,9 @@
 #include <string>
 
 #include "cli/commands.hpp"
-#include "meap/human_format.hpp"
-#include "meap/error.hpp"
-#include "meap/prepare.hpp"
+#include "meap/core/human_format.hpp"
+#include "meap/core/error.hpp"
+#include "meap/data/prepare.hpp"
 
 namespace meap::cli {
 

@@ -7,10 +7,10 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.hpp"
-#include "meap/communicator.hpp"
-#include "meap/error.hpp"
-#include "meap/config.hpp"
-#include "meap/trainer.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/error.hpp"
+#include "meap/train/config.hpp"
+#include "meap/train/trainer.hpp"
 
 namespace meap::cli {
 

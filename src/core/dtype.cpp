@@ -1,6 +1,6 @@
-#include "meap/dtype.hpp"
+#include "meap/core/dtype.hpp"
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

@@ -1,4 +1,4 @@
-#include "meap/file_io.hpp"
+#include "meap/core/file_io.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

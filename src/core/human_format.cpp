@@ -1,4 +1,4 @@
-#include "meap/human_format.hpp"
+#include "meap/core/human_format.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <utility>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

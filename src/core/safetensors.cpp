@@ -1,4 +1,4 @@
-#include "meap/safetensors.hpp"
+#include "meap/core/safetensors.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 
 namespace meap {
 

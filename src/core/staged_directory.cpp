@@ -1,4 +1,4 @@
-#include "meap/staged_directory.hpp"
+#include "meap/core/staged_directory.hpp"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <system_error>
 
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 
 namespace meap {
 

@@ -1,4 +1,4 @@
-#include "meap/tensor.hpp"
+#include "meap/core/tensor.hpp"
 
 #include <sstream>
 

@@ -1,4 +1,4 @@
-#include "meap/corpus.hpp"
+#include "meap/data/corpus.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,10 +1,10 @@
-#include "meap/meap_masker.hpp"
+#include "meap/data/meap_masker.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

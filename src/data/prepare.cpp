@@ -1,4 +1,4 @@
-#include "meap/prepare.hpp"
+#include "meap/data/prepare.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,12 +21,12 @@
 #include <regex>
 #include <thread>
 
-#include "meap/corpus.hpp"
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
-#include "meap/human_format.hpp"
-#include "meap/rng.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/data/corpus.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
+#include "meap/core/human_format.hpp"
+#include "meap/core/rng.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "meap/token_shard.hpp"
+#include "meap/data/token_shard.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -13,8 +13,8 @@
 #include <limits>
 #include <utility>
 
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 
 namespace meap {
 

@@ -1,11 +1,11 @@
-#include "meap/token_streamer.hpp"
+#include "meap/data/token_streamer.hpp"
 
 #include <glob.h>
 
 #include <algorithm>
 
-#include "meap/error.hpp"
-#include "meap/rng.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap {
 

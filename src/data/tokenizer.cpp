@@ -1,11 +1,11 @@
-#include "meap/tokenizer.hpp"
+#include "meap/data/tokenizer.hpp"
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
 #include <filesystem>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

@@ -1,7 +1,7 @@
 // make_communicator: one process gets Local; a multi-rank launch gets MPI for host buffers,
 // NCCL (bootstrapped over MPI) for device buffers.
 #include "local_communicator.hpp"
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 #include "nccl_communicator.hpp"
 
 namespace meap {

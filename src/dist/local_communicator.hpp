@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "meap/communicator.hpp"
+#include "meap/dist/communicator.hpp"
 
 namespace meap {
 

@@ -4,7 +4,7 @@
 
 #include <mpi.h>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 #define MEAP_MPI_CHECK(call)                                                   \
   do {                                                                         \

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "local_communicator.hpp"
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 #include "watchdog.hpp"
 #include "mpi_check.hpp"
 

@@ -19,7 +19,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "local_communicator.hpp"
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 #include "watchdog.hpp"
 #include "mpi_check.hpp"
 

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "meap/communicator.hpp"
+#include "meap/dist/communicator.hpp"
 
 namespace meap {
 

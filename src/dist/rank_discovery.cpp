@@ -2,8 +2,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "meap/communicator.hpp"
-#include "meap/error.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "meap/communicator.hpp"
+#include "meap/dist/communicator.hpp"
 
 namespace meap {
 

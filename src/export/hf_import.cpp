@@ -9,15 +9,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/file_io.hpp"
-#include "meap/hf_format.hpp"
-#include "meap/llama.hpp"
-#include "meap/safetensors.hpp"
-#include "meap/staged_directory.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
+#include "meap/export/hf_format.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/core/safetensors.hpp"
+#include "meap/core/staged_directory.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace meap {
 

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meap/error.hpp"
-#include "meap/hf_format.hpp"
+#include "meap/core/error.hpp"
+#include "meap/export/hf_format.hpp"
 
 namespace meap {
 

@@ -1,10 +1,10 @@
 // Llama forward and backward, written out op by op over the Backend interface.
-#include "meap/llama.hpp"
+#include "meap/model/llama.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#include "meap/rng.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap {
 

@@ -1,4 +1,4 @@
-#include "meap/llama_io.hpp"
+#include "meap/model/llama_io.hpp"
 
 #include <vector>
 

@@ -1,6 +1,6 @@
-#include "meap/model_config.hpp"
+#include "meap/model/model_config.hpp"
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

@@ -1,10 +1,10 @@
-#include "meap/sampler.hpp"
+#include "meap/model/sampler.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#include "meap/error.hpp"
-#include "meap/rng.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap {
 

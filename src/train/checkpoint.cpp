@@ -1,4 +1,4 @@
-#include "meap/checkpoint.hpp"
+#include "meap/train/checkpoint.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,10 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meap/config.hpp"
-#include "meap/file_io.hpp"
-#include "meap/llama_io.hpp"
-#include "meap/safetensors.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/file_io.hpp"
+#include "meap/model/llama_io.hpp"
+#include "meap/core/safetensors.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,6 +1,6 @@
 // The streamers `meap train` reads, built from the run config. Outside trainer.cpp so that
 // `meap batches` cuts exactly the training run's batches from the same function.
-#include "meap/trainer.hpp"
+#include "meap/train/trainer.hpp"
 
 namespace meap {
 

@@ -1,6 +1,6 @@
 // The training loop. Data parallel: every rank runs its slice of each global batch, the
 // gradients and loss sums are all-reduced, and every rank applies the same update.
-#include "meap/trainer.hpp"
+#include "meap/train/trainer.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -10,16 +10,16 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "meap/arena.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/gradient_buckets.hpp"
-#include "meap/communicator.hpp"
-#include "meap/human_format.hpp"
-#include "meap/llama.hpp"
-#include "meap/lr_schedule.hpp"
-#include "meap/token_streamer.hpp"
-#include "meap/tokenizer.hpp"
-#include "meap/zero.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/dist/gradient_buckets.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/human_format.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/train/lr_schedule.hpp"
+#include "meap/data/token_streamer.hpp"
+#include "meap/data/tokenizer.hpp"
+#include "meap/train/zero.hpp"
 
 namespace fs = std::filesystem;
 

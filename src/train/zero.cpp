@@ -1,4 +1,4 @@
-#include "meap/zero.hpp"
+#include "meap/train/zero.hpp"
 
 #include <algorithm>
 

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <vector>
 
-#include "meap/communicator.hpp"
-#include "meap/error.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/error.hpp"
 
 namespace {
 

@@ -10,12 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/llama.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace {
 

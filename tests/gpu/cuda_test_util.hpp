@@ -10,8 +10,8 @@
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
-#include "meap/backend.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap::cuda_test {
 

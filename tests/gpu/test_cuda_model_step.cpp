@@ -11,9 +11,9 @@
 #include <cstring>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/llama.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/core/rng.hpp"
 
 #ifdef MEAP_WITH_CUDA
 #include "gpu/cuda_test_util.hpp"

@@ -11,8 +11,8 @@
 #include <iterator>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/rng.hpp"
 
 #ifdef MEAP_WITH_CUDA
 #include "gpu/cuda_test_util.hpp"

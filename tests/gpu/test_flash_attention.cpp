@@ -10,9 +10,9 @@
 #include <cstring>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/dtype.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/core/rng.hpp"
 
 #ifdef MEAP_WITH_CUDA
 #include "attention.hpp"

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 #include "train_steps.hpp"
 
 using namespace meap;

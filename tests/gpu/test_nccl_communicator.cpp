@@ -9,9 +9,9 @@
 #include <memory>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/communicator.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/rng.hpp"
 
 #if defined(MEAP_WITH_NCCL) && defined(MEAP_WITH_MPI)
 #include "backend/cuda/cuda_check.hpp"

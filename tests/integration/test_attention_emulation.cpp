@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/dtype.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/core/rng.hpp"
 
 // The emulator first: it supplies the CUDA names the kernel headers use.
 #include "cuda_emulator.hpp"

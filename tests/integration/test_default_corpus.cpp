@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <set>
 
-#include "meap/corpus.hpp"
-#include "meap/prepare.hpp"
-#include "meap/token_shard.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/data/corpus.hpp"
+#include "meap/data/prepare.hpp"
+#include "meap/data/token_shard.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 

@@ -2,10 +2,10 @@
 // invariant 4), before it touches the run directory.
 #include <catch2/catch.hpp>
 
-#include "meap/backend.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/trainer.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/train/trainer.hpp"
 #include "train_fixture.hpp"
 
 using namespace meap_test;

@@ -7,13 +7,13 @@
 #include <cmath>
 #include <optional>
 
-#include "meap/arena.hpp"
-#include "meap/backend.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/error.hpp"
-#include "meap/llama.hpp"
-#include "meap/trainer.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/train/trainer.hpp"
 #include "train_fixture.hpp"
 
 using namespace meap_test;

@@ -16,11 +16,11 @@
 #include <optional>
 #include <random>
 
-#include "meap/arena.hpp"
-#include "meap/backend.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/config.hpp"
-#include "meap/llama.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
+#include "meap/model/llama.hpp"
 #include "train_fixture.hpp"
 
 using namespace meap_test;

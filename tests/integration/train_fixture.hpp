@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
-#include "meap/prepare.hpp"
+#include "meap/data/prepare.hpp"
 
 extern char** environ;
 extern "C" void openblas_set_num_threads(int);  // meap links OpenBLAS (BLA_VENDOR OpenBLAS)

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "integration/train_fixture.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/safetensors.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/core/safetensors.hpp"
 
 using namespace meap_test;
 

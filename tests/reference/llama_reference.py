@@ -3,11 +3,11 @@
 Written from the architecture (RMSNorm, RoPE with the Hugging Face rotate-half
 convention, grouped-query causal attention, SwiGLU) with torch autograd for the
 gradients -- it shares no code with meap's explicit backward.
-Tensor names are meap's own (see include/meap/llama.hpp).
+Tensor names are meap's own (see include/meap/model/llama.hpp).
 
 Precision: by default every op runs in the parameters' dtype (float64 for the gradient
 test, float32 for the fp32 training reference). With `dtype=torch.bfloat16` the model
-follows meap's bf16 contract (include/meap/backend.hpp, "Precisions"): the weights are
+follows meap's bf16 contract (include/meap/backend/backend.hpp, "Precisions"): the weights are
 cast to bf16 where they are used (so float32 parameters receive float32 gradients, as
 meap's f32 gradient buffer does), activations between ops are bf16, and each op computes
 internally in float32 (norm statistics, rotary tables, softmax) before rounding its output.

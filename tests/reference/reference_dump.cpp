@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meap/llama_io.hpp"
-#include "meap/rng.hpp"
+#include "meap/model/llama_io.hpp"
+#include "meap/core/rng.hpp"
 
 using namespace meap;
 

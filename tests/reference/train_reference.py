@@ -16,12 +16,12 @@ semantics, with the model of llama_reference.py and torch autograd:
     so each micro-batch's weighted loss sum is divided by the global batch's weight sum;
   - the global gradient norm (float64 sum of squares); above optim.grad_clip the gradients
     are scaled by grad_clip / norm;
-  - AdamW (include/meap/backend.hpp), 1-based step t:
+  - AdamW (include/meap/backend/backend.hpp), 1-based step t:
         m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
         p -= lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd p)
     with wd = optim.weight_decay on every weight except the RMSNorm gains (*norm.weight);
   - lr: linear warmup over optim.warmup_steps, then cosine to optim.min_lr at
-    train.max_steps (include/meap/lr_schedule.hpp).
+    train.max_steps (include/meap/train/lr_schedule.hpp).
 Precision: fp32 (everything float32, as meap's CPU backend), bf16 (meap's mixed precision:
 fp32 master weights and AdamW moments, bf16 working copy and activations, float32 weight
 gradients accumulated over the micro-batches), or fp64 (an exact-arithmetic yardstick).

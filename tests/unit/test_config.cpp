@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "meap/config.hpp"
-#include "meap/error.hpp"
+#include "meap/train/config.hpp"
+#include "meap/core/error.hpp"
 
 using Catch::Matchers::Contains;
 using meap::Config;

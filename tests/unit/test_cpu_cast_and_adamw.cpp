@@ -5,8 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "meap/backend.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/core/rng.hpp"
 
 using namespace meap;
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "gradcheck.hpp"
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 using namespace meap;
 using namespace meap::testing;

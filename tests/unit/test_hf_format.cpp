@@ -3,10 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meap/backend.hpp"
-#include "meap/hf_format.hpp"
-#include "meap/human_format.hpp"
-#include "meap/llama.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/export/hf_format.hpp"
+#include "meap/core/human_format.hpp"
+#include "meap/model/llama.hpp"
 
 using namespace meap;
 

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "gradcheck.hpp"
-#include "meap/llama.hpp"
+#include "meap/model/llama.hpp"
 
 using namespace meap;
 using namespace meap::testing;

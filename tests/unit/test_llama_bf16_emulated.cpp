@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "bf16_emulation.hpp"
-#include "meap/llama_io.hpp"
-#include "meap/sampler.hpp"
+#include "meap/model/llama_io.hpp"
+#include "meap/model/sampler.hpp"
 #include "train_steps.hpp"
 
 using namespace meap;

@@ -11,10 +11,10 @@
 #include <tuple>
 #include <vector>
 
-#include "meap/arena.hpp"
-#include "meap/llama.hpp"
-#include "meap/llama_io.hpp"
-#include "meap/rng.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/model/llama_io.hpp"
+#include "meap/core/rng.hpp"
 
 using namespace meap;
 using Catch::Matchers::Contains;

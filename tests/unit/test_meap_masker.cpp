@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "meap/error.hpp"
-#include "meap/meap_masker.hpp"
+#include "meap/core/error.hpp"
+#include "meap/data/meap_masker.hpp"
 
 using Catch::Matchers::Contains;
 using meap::MaskerConfig;

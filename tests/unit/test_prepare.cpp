@@ -9,11 +9,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "meap/corpus.hpp"
-#include "meap/error.hpp"
-#include "meap/prepare.hpp"
-#include "meap/token_shard.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/data/corpus.hpp"
+#include "meap/core/error.hpp"
+#include "meap/data/prepare.hpp"
+#include "meap/data/token_shard.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using meap::PrepareOptions;

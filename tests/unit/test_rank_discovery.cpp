@@ -3,7 +3,7 @@
 
 #include <cstdlib>
 
-#include "meap/communicator.hpp"
+#include "meap/dist/communicator.hpp"
 
 namespace {
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "meap/dtype.hpp"
-#include "meap/error.hpp"
-#include "meap/safetensors.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/core/error.hpp"
+#include "meap/core/safetensors.hpp"
 
 namespace {
 

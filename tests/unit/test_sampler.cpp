@@ -8,9 +8,9 @@
 #include <numeric>
 #include <set>
 
-#include "meap/llama.hpp"
-#include "meap/rng.hpp"
-#include "meap/sampler.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/core/rng.hpp"
+#include "meap/model/sampler.hpp"
 
 using namespace meap;
 

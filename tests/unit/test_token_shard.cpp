@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "meap/error.hpp"
-#include "meap/token_shard.hpp"
+#include "meap/core/error.hpp"
+#include "meap/data/token_shard.hpp"
 
 namespace {
 

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <set>
 
-#include "meap/rng.hpp"
-#include "meap/token_streamer.hpp"
+#include "meap/core/rng.hpp"
+#include "meap/data/token_streamer.hpp"
 
 namespace fs = std::filesystem;
 using namespace meap;

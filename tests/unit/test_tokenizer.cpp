@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "meap/error.hpp"
-#include "meap/tokenizer.hpp"
+#include "meap/core/error.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using meap::Tokenizer;

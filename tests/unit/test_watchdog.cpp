@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "dist/watchdog.hpp"
-#include "meap/communicator.hpp"
+#include "meap/dist/communicator.hpp"
 
 using meap::CollectiveWatchdog;
 

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "dist/local_communicator.hpp"
-#include "meap/checkpoint.hpp"
-#include "meap/zero.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/zero.hpp"
 
 namespace fs = std::filesystem;
 using meap::NamedParameter;

@@ -2,7 +2,7 @@
 // OpenMP-parallel and deterministic; every other backend is tested against it.
 #pragma once
 
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 namespace meap {
 

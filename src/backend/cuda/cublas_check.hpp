@@ -4,7 +4,7 @@
 
 #include <cublasLt.h>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 #define MEAP_CUBLAS_CHECK(call)                                                            \
   do {                                                                                     \

@@ -9,7 +9,7 @@
 
 #include <cuda_runtime.h>
 
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 namespace meap {
 

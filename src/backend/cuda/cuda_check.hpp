@@ -4,7 +4,7 @@
 
 #include <cuda_runtime.h>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 #define MEAP_CUDA_CHECK(call)                                                          \
   do {                                                                                 \

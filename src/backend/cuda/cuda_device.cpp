@@ -1,7 +1,7 @@
 // Whether a CUDA GPU is usable from this process.
 #include <cuda_runtime.h>
 
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 namespace meap {
 

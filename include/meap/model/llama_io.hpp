@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "meap/llama.hpp"
-#include "meap/safetensors.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/core/safetensors.hpp"
 
 namespace meap {
 

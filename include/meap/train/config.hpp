@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "meap/model_config.hpp"
-#include "meap/tensor.hpp"
+#include "meap/model/model_config.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "meap/llama.hpp"
-#include "meap/token_streamer.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/data/token_streamer.hpp"
 
 namespace meap {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <initializer_list>
 
-#include "meap/tensor.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap {
 

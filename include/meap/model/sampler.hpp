@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "meap/llama.hpp"
+#include "meap/model/llama.hpp"
 
 namespace meap {
 

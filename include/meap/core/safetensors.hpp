@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "meap/dtype.hpp"
+#include "meap/core/dtype.hpp"
 
 namespace meap {
 

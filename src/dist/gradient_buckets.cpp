@@ -1,6 +1,6 @@
-#include "meap/gradient_buckets.hpp"
+#include "meap/dist/gradient_buckets.hpp"
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

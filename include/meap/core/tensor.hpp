@@ -7,8 +7,8 @@
 #include <initializer_list>
 #include <string>
 
-#include "meap/dtype.hpp"
-#include "meap/error.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "meap/meap_masker.hpp"
-#include "meap/token_shard.hpp"
+#include "meap/data/meap_masker.hpp"
+#include "meap/data/token_shard.hpp"
 
 namespace meap {
 

@@ -1,4 +1,4 @@
-#include "meap/config.hpp"
+#include "meap/train/config.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <variant>
 
-#include "meap/error.hpp"
+#include "meap/core/error.hpp"
 
 namespace meap {
 

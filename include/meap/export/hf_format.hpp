@@ -9,8 +9,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "meap/dtype.hpp"
-#include "meap/model_config.hpp"
+#include "meap/core/dtype.hpp"
+#include "meap/model/model_config.hpp"
 
 namespace meap {
 

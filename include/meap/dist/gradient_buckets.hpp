@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "meap/communicator.hpp"
-#include "meap/tensor.hpp"
+#include "meap/dist/communicator.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap {
 

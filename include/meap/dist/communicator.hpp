@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "meap/tensor.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap {
 

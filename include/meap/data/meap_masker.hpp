@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "meap/rng.hpp"
+#include "meap/core/rng.hpp"
 
 namespace meap {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "meap/llama.hpp"
+#include "meap/model/llama.hpp"
 
 namespace meap {
 

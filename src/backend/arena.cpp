@@ -1,8 +1,8 @@
-#include "meap/arena.hpp"
+#include "meap/backend/arena.hpp"
 
 #include <utility>
 
-#include "meap/backend.hpp"
+#include "meap/backend/backend.hpp"
 
 namespace meap {
 

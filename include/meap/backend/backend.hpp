@@ -21,7 +21,7 @@
 #include <memory>
 #include <string>
 
-#include "meap/tensor.hpp"
+#include "meap/core/tensor.hpp"
 
 namespace meap {
 

@@ -6,8 +6,8 @@
 #include <functional>
 #include <string>
 
-#include "meap/config.hpp"
-#include "meap/token_streamer.hpp"
+#include "meap/train/config.hpp"
+#include "meap/data/token_streamer.hpp"
 
 namespace meap {
 

@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "meap/arena.hpp"
-#include "meap/backend.hpp"
-#include "meap/model_config.hpp"
+#include "meap/backend/arena.hpp"
+#include "meap/backend/backend.hpp"
+#include "meap/model/model_config.hpp"
 
 namespace meap {
 

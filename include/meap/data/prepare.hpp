@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "meap/token_shard.hpp"
+#include "meap/data/token_shard.hpp"
 
 namespace meap {
 
