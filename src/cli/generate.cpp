@@ -177,14 +177,12 @@ int generate_command(const Args& args) {
          " but the checkpoint's model.vocab_size is ", config.model.vocab_size,
          ": use the tokenizer the run trained with");
 
-  auto backend = make_backend(device);
+  auto backend = make_backend(parse_enum<DeviceChoice>(device, "--device"));
   // The checkpoint holds fp32 master weights whatever the run's train.precision, so any
   // precision can read it: the device's natural one (train.precision=auto), bf16 on CUDA
   // and fp32 on the CPU. The sampler widens bf16 logits to f32.
-  TrainConfig natural;
-  natural.precision = "auto";
   Llama model(config.model, *backend, 1, config.model.max_seq_len,
-              precision_dtype(natural, backend->device()));
+              precision_dtype(Precision::auto_, backend->device()));
   load_checkpoint_tensors(checkpoint, model, Tensor{}, Tensor{});  // master, then working copy
   std::fprintf(stderr, "meap generate: %s (step %ld, %ld parameters, %s)\n", checkpoint.c_str(),
                static_cast<long>(manifest.step), static_cast<long>(model.num_parameters()),
