@@ -168,6 +168,7 @@ int generate_command(const Args& args) {
     if (!fs::exists(tokenizer_path))
       fail(checkpoint, " holds no tokenizer.model; pass --tokenizer MODEL (the data.tokenizer "
            "the run trained with: ", config.data.tokenizer, ")");
+    verify_checkpoint_file(checkpoint, manifest, "tokenizer.model");
   } else if (!fs::exists(tokenizer_path)) {
     fail("--tokenizer ", tokenizer_path, " does not exist");
   }

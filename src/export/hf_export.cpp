@@ -1,4 +1,5 @@
 // `meap export`: a meap checkpoint -> a Hugging Face LlamaForCausalLM directory.
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -102,6 +103,9 @@ HfExportResult export_hf(const HfExportOptions& opt) {
   if (!fs::exists(tokenizer_path))
     fail(checkpoint, " holds no tokenizer.model (the run's data.tokenizer was not copied); an "
          "export without its tokenizer is not loadable by AutoTokenizer");
+  // Nothing corrupt is exported: both files must have the checksums the run recorded.
+  verify_checkpoint_file(checkpoint, manifest, "tokenizer.model");
+  verify_checkpoint_file(checkpoint, manifest, "model.safetensors");
   const Tokenizer tok = Tokenizer::load(tokenizer_path.string());
   if (tok.vocab_size() != mc.vocab_size)
     fail(tokenizer_path.string(), " has ", tok.vocab_size(), " ids but the model's "
@@ -109,6 +113,12 @@ HfExportResult export_hf(const HfExportOptions& opt) {
 
   const auto weights =
       read_meap_weights((fs::path(checkpoint) / "model.safetensors").string(), mc);
+  for (const auto& [name, values] : weights)
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]))
+        fail(checkpoint, "/model.safetensors: tensor ", name, " holds ",
+             std::isnan(values[i]) ? "NaN" : "an infinity", " (element ", i,
+             "); an export of diverged weights is refused. Export an earlier checkpoint");
   StagedDirectory out(opt.out_dir, opt.overwrite, "config.json");
   const fs::path dir = out.path();
 

@@ -4,14 +4,20 @@
 // followed by the logging, validation, checkpoint and stop policy.
 #include "meap/train/trainer.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "meap/core/file_io.hpp"
 #include "meap/core/human_format.hpp"
 #include "meap/data/token_streamer.hpp"
 #include "meap/data/tokenizer.hpp"
@@ -57,6 +63,7 @@ class Trainer {
         T_(cfg.data.seq_len),
         run_dir_(cfg.run.out_dir) {
     validate_config(cfg, comm_->world_size());
+    check_run_dir();
     open_data();
     backend_ = make_backend(cfg.train.device);
     // Device collectives wait for the kernels queued on the backend's stream (CPU: none).
@@ -115,6 +122,22 @@ class Trainer {
     if (!quiet_) spdlog::info(format, std::forward<Args>(args)...);
   }
 
+  // run.out_dir must be a directory meap can write, or not exist yet.
+  void check_run_dir() const {
+    std::error_code ec;
+    if (fs::exists(run_dir_, ec) && !fs::is_directory(run_dir_, ec))
+      fail("run.out_dir '", run_dir_.string(), "' exists and is not a directory; choose another "
+           "run.out_dir");
+    fs::path probe = run_dir_;  // the nearest existing ancestor must be writable
+    while (!probe.empty() && !fs::exists(probe, ec)) probe = probe.parent_path();
+    if (probe.empty()) probe = ".";
+    if (!fs::is_directory(probe, ec))
+      fail("run.out_dir '", run_dir_.string(), "': ", probe.string(), " is not a directory");
+    if (::access(probe.c_str(), W_OK | X_OK) != 0)
+      fail("run.out_dir '", run_dir_.string(), "': ", probe.string(), " is not writable (",
+           std::strerror(errno), "); choose another run.out_dir");
+  }
+
   // The tokenizer and the shards, checked against the model and each other.
   void open_data() {
     const Config& cfg = cfg_;
@@ -143,15 +166,23 @@ class Trainer {
   // fresh ones; then saves the accepted config in the run directory.
   void start() {
     const auto existing = latest_checkpoint(run_dir_.string());
+    const std::vector<std::string> damaged = incomplete_checkpoints(run_dir_.string());
     if (existing && !opt_.resume)
       fail(run_dir_.string(), " already holds checkpoints (latest ", *existing,
            "); pass --resume to continue that run, or choose another run.out_dir");
+    if (!existing && !damaged.empty())
+      fail(damaged.back(), " has no manifest.json: it is damaged, and ", run_dir_.string(),
+           " holds no complete checkpoint. meap does not start a run over it: remove the "
+           "directory, or choose another run.out_dir");
     if (opt_.resume && existing) {
+      for (const std::string& d : damaged)
+        spdlog::warn("{} has no manifest.json (damaged); resuming from {}", d, *existing);
       const CheckpointManifest man = read_checkpoint_manifest(*existing);
       const Config saved = parse_config(man.config_yaml, {}, *existing + "/manifest.json");
       if (saved.model != cfg_.model)
         fail("the checkpoint ", *existing, " is of another model shape than this config's model "
              "section; resume with the config it was written with");
+      check_resume_changes(saved, man, *existing);
       // Loads the fp32 master and re-syncs the working copy (load_llama_weights).
       load_checkpoint_tensors(*existing, *model_, optimizer_->m(), optimizer_->v(),
                               optimizer_->owned().begin);
@@ -172,9 +203,38 @@ class Trainer {
     }
     // Written only once the run is accepted: a refused command leaves the run's config alone.
     if (main_rank_) {
-      fs::create_directories(run_dir_);
-      std::ofstream(run_dir_ / "config.yaml") << config_to_yaml(cfg_);
-      metrics_.open(run_dir_ / "metrics.jsonl", std::ios::app);
+      std::error_code ec;
+      fs::create_directories(run_dir_, ec);
+      if (ec) fail("run.out_dir '", run_dir_.string(), "': cannot create it: ", ec.message());
+      write_file_atomic((run_dir_ / "config.yaml").string(), config_to_yaml(cfg_));
+      metrics_path_ = (run_dir_ / "metrics.jsonl").string();
+      metrics_.open(metrics_path_, std::ios::app);
+      if (!metrics_) fail("cannot open ", metrics_path_, " for writing: ", std::strerror(errno));
+    }
+  }
+
+  // A resume continues the run on disk: a change to anything but the safe keys is refused
+  // with the list of changes, unless --allow-config-change, which records them.
+  void check_resume_changes(const Config& saved, const CheckpointManifest& man,
+                            const std::string& checkpoint) {
+    config_changes_ = man.config_changes;
+    const auto& safe = resume_safe_config_keys();
+    std::vector<std::string> unsafe;
+    for (const std::string& d : config_schema().differences(saved, cfg_)) {
+      const std::string key = d.substr(0, d.find(':'));
+      if (std::find(safe.begin(), safe.end(), key) == safe.end()) unsafe.push_back(d);
+    }
+    if (unsafe.empty()) return;
+    std::string list;
+    for (const std::string& d : unsafe) list += "\n  " + d;
+    if (!opt_.allow_config_change)
+      fail("--resume would change the run in ", checkpoint, ":", list,
+           "\nResume with the config the run was written with (", run_dir_.string(),
+           "/config.yaml), or pass --allow-config-change if the change is intended (it is "
+           "recorded in the checkpoints).");
+    for (const std::string& d : unsafe) {
+      spdlog::warn("resuming with a changed config: {}", d);
+      config_changes_.push_back(str_cat(d, " (at step ", man.step, ")"));
     }
   }
 
@@ -230,9 +290,10 @@ class Trainer {
     if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm))
       fail("step ", step, ": the ", std::isfinite(s.loss) ? "gradient norm" : "loss", " is ",
            std::isfinite(s.loss) ? s.grad_norm : s.loss, "; training stopped without updating "
-           "the weights. The last good checkpoint is ",
+           "the weights. The latest checkpoint is ",
            result_.checkpoint.empty() ? std::string("(none yet)") : result_.checkpoint,
-           ". Try a lower optim.lr or a grad_clip.");
+           " (its weights may already be the ones that diverged: resume from an earlier one by "
+           "writing its name into checkpoints/latest). Try a lower optim.lr or a grad_clip.");
     if (cfg_.optim.grad_clip > 0 && s.grad_norm > cfg_.optim.grad_clip)
       backend_->scale(grads, cfg_.optim.grad_clip / s.grad_norm);
     s.lr = learning_rate(step, cfg_.optim.lr, cfg_.optim.min_lr, cfg_.optim.warmup_steps,
@@ -276,10 +337,17 @@ class Trainer {
     tokens_since_log_ = 0;
   }
 
+  // A record that cannot be written (a full disk) stops the run with the path and the
+  // reason rather than losing records silently.
   void write_metrics(const nlohmann::json& j) {
     if (!main_rank_) return;
+    errno = 0;
     metrics_ << j.dump() << "\n";
     metrics_.flush();
+    if (!metrics_)
+      fail("cannot write ", metrics_path_, ": ", errno ? std::strerror(errno) : "write error",
+           "; training stopped (the latest checkpoint is ",
+           result_.checkpoint.empty() ? std::string("(none yet)") : result_.checkpoint, ")");
   }
 
   // Weighted mean validation loss over up to eval.steps global batches from the start of
@@ -312,6 +380,7 @@ class Trainer {
     man.seed = cfg_.run.seed;
     man.train_loss = loss;
     man.config_yaml = config_to_yaml(cfg_);
+    man.config_changes = config_changes_;
     man.world_size = comm_->world_size();
     man.zero1 = parallel_->sharded();
     const std::string dir = run_dir_.string();
@@ -357,9 +426,20 @@ class Trainer {
   uint64_t tokens_since_log_ = 0;
   Clock::time_point last_log_;
   std::ofstream metrics_;
+  std::string metrics_path_;
+  std::vector<std::string> config_changes_;  // carried into every checkpoint's manifest
 };
 
 }  // namespace
+
+const std::vector<std::string>& resume_safe_config_keys() {
+  static const std::vector<std::string> keys = {
+      "run.name",          "train.max_steps",     "train.micro_batch_size", "train.device",
+      "train.precision",   "train.recompute",     "checkpoint.interval",    "checkpoint.keep_last",
+      "checkpoint.init_from", "eval.interval",    "eval.steps",             "log.interval",
+      "dist.timeout_s",    "dist.zero1",          "dist.bucket_mb"};
+  return keys;
+}
 
 TrainResult train(const Config& config, const TrainerOptions& options) {
   return Trainer(config, options).run();
