@@ -188,7 +188,7 @@ SftPrepareSummary run(const SftPrepareOptions& o) {
          stale.front().filename().string(), "); pass --force to replace them");
 
   SftPrepareSummary s;
-  s.input_files = list_sft_files(o.inputs);
+  s.input_files = list_sft_files(o.inputs, {o.out_dir});
   const SftTemplate tmpl = SftTemplate::load(o.template_name);
   const Tokenizer probe = Tokenizer::load(o.tokenizer);  // refused before anything is written
   (void)probe;
@@ -304,8 +304,19 @@ uint64_t SftPrepareSummary::rejected_total() const {
   return n;
 }
 
-std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs) {
+std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs,
+                                        const std::vector<std::string>& exclude_dirs) {
   if (inputs.empty()) fail("no SFT input files or directories given");
+  std::vector<fs::path> excluded;
+  for (const std::string& d : exclude_dirs) {
+    std::error_code ec;
+    if (fs::is_directory(d, ec)) excluded.push_back(fs::canonical(d));
+  }
+  auto is_excluded = [&](const fs::path& dir) {
+    std::error_code ec;
+    const fs::path c = fs::canonical(dir, ec);
+    return !ec && std::find(excluded.begin(), excluded.end(), c) != excluded.end();
+  };
   std::vector<std::string> files;
   for (const std::string& input : inputs) {
     std::error_code ec;
@@ -318,13 +329,14 @@ std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs) 
       continue;
     }
     if (!fs::is_directory(st)) fail("input '", input, "' is neither a file nor a directory");
+    if (is_excluded(input)) fail("input '", input, "' is the output directory");
     std::vector<fs::path> found;
     fs::recursive_directory_iterator it(input, ec);
     if (ec) fail("cannot read directory '", input, "': ", ec.message());
     for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec) fail("cannot read directory '", input, "': ", ec.message());
       const std::string name = it->path().filename().string();
-      if (!name.empty() && name[0] == '.') {
+      if ((!name.empty() && name[0] == '.') || (it->is_directory(ec) && is_excluded(it->path()))) {
         if (it->is_directory(ec)) it.disable_recursion_pending();
         continue;
       }

@@ -288,6 +288,13 @@ TEST_CASE("sft prepare: bad records are counted and reported by file and line", 
   const auto m = nlohmann::json::parse(read_file(s.manifest_path));
   CHECK(m["records"]["rejected"]["overlong"] == 1);
   CHECK(m["records"]["truncated"] == 1);
+  // An output directory inside the input directory is never read back (its
+  // sft-rejected.jsonl is a .jsonl file too).
+  SftPrepareOptions inside = options(in.parent_path() / "out-inside", {in.parent_path().string()});
+  inside.val_fraction = 0;
+  CHECK(prepare_sft(inside).records == 7);
+  inside.force = true;
+  CHECK(prepare_sft(inside).records == 7);
   // With --overlong drop the cut sample is rejected instead.
   o.out_dir = (root() / "bad-mix-drop").string();
   o.overlong = SftOverlong::drop;

@@ -53,8 +53,11 @@ struct SftPrepareSummary {
 
 // The SFT input files of `inputs`, in order: a file is itself (it must be named .jsonl,
 // .jsonl.gz or .jsonl.zst); a directory gives its files with those names, recursively,
-// sorted by path, hidden ones skipped. meap::Error when nothing results.
-std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs);
+// sorted by path, hidden ones and the directories in `exclude_dirs` (the output directory,
+// whose sft-rejected.jsonl must never be read back) skipped. meap::Error when nothing
+// results.
+std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs,
+                                        const std::vector<std::string>& exclude_dirs = {});
 
 // Runs the pipeline. Bad records are counted, listed (out_dir/sft-rejected.jsonl) and
 // skipped; the run fails (meap::Error) only when no record is usable, for bad options, an
