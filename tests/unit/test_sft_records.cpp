@@ -190,7 +190,7 @@ TEST_CASE("sft records: each bad kind is named", "[sft]") {
             .first == SftRejectKind::empty_answer);
 }
 
-TEST_CASE("sft records: templates give each token its role; every assistant turn trains",
+TEST_CASE("sft records: templates give each token its role and every assistant turn trains",
           "[sft]") {
   const auto r = parse_sft_record(
       R"({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "who built the bridge"},

@@ -321,7 +321,7 @@ TEST_CASE("sft streamer: every epoch packs each sample once, in the epoch's orde
   }
 }
 
-TEST_CASE("sft streamer: 1, 2 and 4 ranks see the same rows; resume continues exactly",
+TEST_CASE("sft streamer: 1, 2 and 4 ranks see the same rows and a resume continues exactly",
           "[sft]") {
   const fs::path dir = temp_dir("meap_sft_ranks");
   write_shards(dir, mixed_samples(150), 40);
