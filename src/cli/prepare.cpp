@@ -3,6 +3,7 @@
 // the progress).
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -46,6 +47,8 @@ constexpr const char* kUsage =
     "                        evenly over the corpus (default 1073741824)\n"
     "  --force               replace the output of an earlier run in DIR (its prepare.json\n"
     "                        and shards); without it an existing DIR/prepare.json is refused\n"
+    "  --sft                 prepare supervised fine-tuning data instead (JSONL records ->\n"
+    "                        SFT shards; see meap prepare --sft --help)\n"
     "  -h, --help            this text\n"
     "\n"
     "Details (document rules, split, outputs): docs/data.md.\n";
@@ -135,6 +138,11 @@ int prepare_command(const Args& args) {
   if (args.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
+  }
+  if (const auto sft = std::find(args.begin(), args.end(), "--sft"); sft != args.end()) {
+    Args rest(args.begin(), sft);
+    rest.insert(rest.end(), sft + 1, args.end());
+    return prepare_sft_command(rest);
   }
   PrepareOptions o;
   bool vocab_given = false;
