@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
   libopenmpi-dev openmpi-bin libopenblas-dev
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libpcre2-dev libutf8proc-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-matplotlib
   bible-kjv bible-kjv-text fortunes-min
 )
