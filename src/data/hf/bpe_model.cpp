@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <atomic>
 #include <queue>
 
 #include "data/hf/byte_level.hpp"
@@ -33,6 +34,8 @@ BpeModel::BpeModel(const json& spec, const std::string& what) {
       fail(what, ": model.vocab['", token, "'] is not a valid id");
     max_id = std::max<int32_t>(max_id, id.get<int32_t>());
   }
+  by_token_.reserve(spec["vocab"].size());
+  by_bytes_.reserve(spec["vocab"].size());
   tokens_.assign(max_id + 1, std::string());
   present_.assign(max_id + 1, false);
   byte_id_.fill(-1);
@@ -62,7 +65,11 @@ BpeModel::BpeModel(const json& spec, const std::string& what) {
   if (!spec.contains("merges") || !spec["merges"].is_array())
     fail(what, ": model.merges must be a list");
   const json& merges = spec["merges"];
-  merges_.reserve(merges.size());
+  uint64_t slots = 16;
+  while (slots < 2 * merges.size()) slots *= 2;
+  merge_keys_.assign(slots, kEmpty);
+  merge_values_.assign(slots, Merge{0, 0});
+  merge_mask_ = slots - 1;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const json& m = merges[rank];
     std::string left, right;
@@ -84,7 +91,39 @@ BpeModel::BpeModel(const json& spec, const std::string& what) {
       fail(what, ": model.merges[", rank, "] (", left, " ", right, ") uses a token that is not "
            "in the vocabulary");
     // A pair listed twice keeps its last rank, as the library's map does.
-    merges_[pair_key(a, b)] = {static_cast<int32_t>(rank), n};
+    put_merge(pair_key(a, b), {static_cast<int32_t>(rank), n});
+  }
+  static std::atomic<uint64_t> next_serial{1};
+  serial_ = next_serial++;
+}
+
+namespace {
+
+uint64_t mix(uint64_t x) {  // splitmix64's finalizer
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+void BpeModel::put_merge(uint64_t key, Merge m) {
+  for (uint64_t i = mix(key) & merge_mask_;; i = (i + 1) & merge_mask_) {
+    if (merge_keys_[i] == kEmpty || merge_keys_[i] == key) {
+      merge_keys_[i] = key;
+      merge_values_[i] = m;
+      return;
+    }
+  }
+}
+
+const BpeModel::Merge* BpeModel::find_merge(int32_t a, int32_t b) const {
+  const uint64_t key = pair_key(a, b);
+  for (uint64_t i = mix(key) & merge_mask_;; i = (i + 1) & merge_mask_) {
+    if (merge_keys_[i] == key) return &merge_values_[i];
+    if (merge_keys_[i] == kEmpty) return nullptr;
   }
 }
 
@@ -105,6 +144,32 @@ void BpeModel::byte_symbol(unsigned char byte, std::vector<int32_t>& ids) const 
 }
 
 void BpeModel::encode_piece(std::string_view bytes, std::vector<int32_t>& out) const {
+  // Per-thread cache of short pieces: most words of a text repeat. Dropped when full, and
+  // when the thread moves to another model.
+  constexpr size_t kMaxCachedBytes = 32, kMaxEntries = 1 << 16;
+  struct Cache {
+    uint64_t serial = 0;
+    std::unordered_map<std::string, std::vector<int32_t>> ids;
+  };
+  thread_local Cache cache;
+  if (bytes.size() > kMaxCachedBytes) return merge_piece(bytes, out);
+  if (cache.serial != serial_ || cache.ids.size() >= kMaxEntries) {
+    cache.ids.clear();
+    cache.serial = serial_;
+  }
+  thread_local std::string key;
+  key.assign(bytes);
+  const auto it = cache.ids.find(key);
+  if (it != cache.ids.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  const size_t before = out.size();
+  merge_piece(bytes, out);
+  cache.ids.emplace(key, std::vector<int32_t>(out.begin() + before, out.end()));
+}
+
+void BpeModel::merge_piece(std::string_view bytes, std::vector<int32_t>& out) const {
   if (ignore_merges_) {
     const auto it = by_bytes_.find(std::string(bytes));
     if (it != by_bytes_.end()) {
@@ -140,8 +205,8 @@ void BpeModel::encode_piece(std::string_view bytes, std::vector<int32_t>& out) c
   auto consider = [&](int32_t pos) {
     const int32_t next = sym[pos].next;
     if (next < 0) return;
-    const auto it = merges_.find(pair_key(sym[pos].id, sym[next].id));
-    if (it != merges_.end()) queue.push({it->second.rank, pos, it->second.new_id});
+    if (const Merge* m = find_merge(sym[pos].id, sym[next].id))
+      queue.push({m->rank, pos, m->new_id});
   };
   for (int32_t i = 0; i + 1 < n; ++i) consider(i);
   while (!queue.empty()) {
@@ -149,8 +214,8 @@ void BpeModel::encode_piece(std::string_view bytes, std::vector<int32_t>& out) c
     queue.pop();
     Symbol& left = sym[c.pos];
     if (!left.alive || left.next < 0) continue;
-    const auto it = merges_.find(pair_key(left.id, sym[left.next].id));
-    if (it == merges_.end() || it->second.new_id != c.new_id) continue;
+    const Merge* m = find_merge(left.id, sym[left.next].id);
+    if (!m || m->new_id != c.new_id) continue;
     Symbol& right = sym[left.next];
     left.id = c.new_id;
     right.alive = false;
