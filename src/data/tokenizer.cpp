@@ -42,7 +42,7 @@ void Tokenizer::train(const TokenizerTrainOptions& o) {
 
 TokenizerKind Tokenizer::detect_kind(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open tokenizer '", path, "'");
+  if (!in) fail("cannot load tokenizer '", path, "': the file does not exist or cannot be read");
   // A tokenizer.json is a JSON object; a SentencePiece model is a protobuf, whose first byte
   // is a field tag (0x0A for its pieces), never '{', white space or a byte-order mark.
   std::string head(3, '\0');
