@@ -111,13 +111,11 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) {
   }
 
   // The roles meap needs.
+  // Only added tokens qualify: a BPE vocabulary may hold "<s>" as ordinary text (Qwen's does).
   auto find = [&](std::initializer_list<const char*> names) -> int32_t {
-    for (const char* name : names) {
+    for (const char* name : names)
       for (const hf::AddedToken& t : added_)
         if (t.content == name) return t.id;
-      const int32_t id = model_->token_to_id(name);
-      if (id >= 0) return id;
-    }
     return -1;
   };
   roles_.bos = template_leading_special(j.value("post_processor", json()));

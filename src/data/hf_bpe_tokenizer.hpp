@@ -24,7 +24,7 @@ class HfBpeTokenizer final : public TokenizerModel {
 
   TokenizerKind kind() const override { return TokenizerKind::hf_bpe; }
   int32_t n_ids() const override { return n_ids_; }
-  // tokenizer.json does not name the roles; meap reads them from the tokens themselves
+  // tokenizer.json does not name the roles; meap reads them from the added tokens
   // (docs/data.md): BOS is the post-processor's leading special token or <|begin_of_text|>,
   // <s>, <bos>, <|startoftext|>; EOS is <|end_of_text|>, <|endoftext|>, </s>, <eos>, <EOT>;
   // PAD <pad>, <|pad|>, [PAD]; [MASK] an added special [MASK] / <mask>, else the first

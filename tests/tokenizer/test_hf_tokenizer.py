@@ -15,6 +15,7 @@ emoji, digits, white-space runs, literal special tokens) it checks for every tok
   - the roles meap reads ([MASK] reused or appended, BOS, EOS) are the expected ones.
 Exit 77 (ctest: skipped) when the tokenizers library is missing.
 """
+import functools
 import glob
 import importlib.util
 import json
@@ -52,6 +53,7 @@ def read(path):
         return f.read()
 
 
+@functools.lru_cache(maxsize=None)
 def test_texts():
     """The multilingual text set: real files plus strings that probe the edges."""
     texts = []
@@ -97,7 +99,7 @@ def test_texts():
         "a",
         "\u0000nul\u0000 and \u007f del and \u0085 nel",
     ]
-    return texts
+    return tuple(texts)
 
 
 def train(name, pre_tokenizer, normalizer=None, specials=(), added=(), vocab_size=1500,
@@ -113,7 +115,7 @@ def train(name, pre_tokenizer, normalizer=None, specials=(), added=(), vocab_siz
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    corpus = test_texts()[:17] + test_texts()[-22:] * 5
+    corpus = list(test_texts()[:17] + test_texts()[-22:] * 5)
     tok.train_from_iterator(corpus, trainer)
     if added:
         tok.add_tokens(list(added))
@@ -203,9 +205,18 @@ def compare(label, path, texts, expect_roundtrip):
     with open(texts_path, "w") as f:
         for t in texts:
             f.write(json.dumps(t) + "\n")
-    out_path = os.path.join(WORK, "out.jsonl")
-    run_probe("encode", path, texts_path, out_path)
-    ours = [json.loads(line) for line in open(out_path)]
+    # Random ids too: bytes cut mid-character must decode to U+FFFD as the library's do.
+    rng = random.Random(11)
+    n = ref.get_vocab_size(with_added_tokens=True)
+    ids_lists = [[rng.randrange(n) for _ in range(rng.randrange(1, 12))] for _ in range(300)]
+    ids_path = os.path.join(WORK, "ids.jsonl")
+    with open(ids_path, "w") as f:
+        for ids in ids_lists:
+            f.write(json.dumps(ids) + "\n")
+    encoded_path = os.path.join(WORK, "encoded.jsonl")
+    decoded_path = os.path.join(WORK, "decoded.jsonl")
+    run_probe("run", path, texts_path, encoded_path, ids_path, decoded_path)
+    ours = [json.loads(line) for line in open(encoded_path)]
     id_diff = text_diff = roundtrip_diff = tokens = 0
     for text, got in zip(texts, ours):
         want = ref.encode(text, add_special_tokens=False).ids
@@ -228,29 +239,20 @@ def compare(label, path, texts, expect_roundtrip):
     check(text_diff == 0, f"{label}: decode equals the library's on {len(texts)} texts "
           f"({text_diff} differ)")
     if expect_roundtrip:
-        check(roundtrip_diff == 0, f"{label}: decode(encode(x)) == normalized x on {len(texts)} texts "
-              f"({roundtrip_diff} differ)")
-
-    # Random ids: bytes cut mid-character decode to U+FFFD exactly as the library's do.
-    rng = random.Random(11)
-    n = ref.get_vocab_size(with_added_tokens=True)
-    ids_lists = [[rng.randrange(n) for _ in range(rng.randrange(1, 12))] for _ in range(300)]
-    ids_path = os.path.join(WORK, "ids.jsonl")
-    with open(ids_path, "w") as f:
-        for ids in ids_lists:
-            f.write(json.dumps(ids) + "\n")
-    run_probe("decode", path, ids_path, out_path)
-    decoded = [json.loads(line) for line in open(out_path)]
+        check(roundtrip_diff == 0, f"{label}: decode(encode(x)) == normalized x on {len(texts)} "
+              f"texts ({roundtrip_diff} differ)")
+    decoded = [json.loads(line) for line in open(decoded_path)]
     differ = sum(d != ref.decode(ids, skip_special_tokens=False)
                  for d, ids in zip(decoded, ids_lists))
-    check(differ == 0, f"{label}: 300 random id sequences decode as the library's ({differ} differ)")
+    check(len(decoded) == len(ids_lists) and differ == 0,
+          f"{label}: 300 random id sequences decode as the library's ({differ} differ)")
     return len(texts), tokens
 
 
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    texts = test_texts()
+    texts = list(test_texts())
     print(f"{len(texts)} texts, {sum(len(t.encode()) for t in texts)} bytes")
     trained = trained_tokenizers()
     total_texts = total_tokens = 0

@@ -1,9 +1,8 @@
 // meap's side of the tokenizer tests (tests/tokenizer/test_hf_tokenizer.py): our encoder and
 // decoder on many texts in one process, for Python to compare with the tokenizers library.
-//   tokenizer_probe encode TOKENIZER TEXTS.jsonl OUT.jsonl
-//     each input line a JSON string; each output line {"ids": [...], "decoded": "..."}
-//   tokenizer_probe decode TOKENIZER IDS.jsonl OUT.jsonl
-//     each input line a JSON list of ids; each output line the decoded JSON string
+//   tokenizer_probe run TOKENIZER TEXTS.jsonl ENCODED.jsonl IDS.jsonl DECODED.jsonl
+//     TEXTS: each line a JSON string; ENCODED: each line {"ids": [...], "decoded": "..."}
+//     IDS: each line a JSON list of ids; DECODED: each line the decoded JSON string
 //   tokenizer_probe info TOKENIZER
 //     prints {"kind", "vocab_size", "bos", "eos", "pad", "mask", "mask_appended", "mask_piece"}
 #include <cstdio>
@@ -55,10 +54,12 @@ int info(const meap::Tokenizer& tok) {
 int main(int argc, char** argv) {
   try {
     const std::vector<std::string> a(argv + 1, argv + argc);
-    if (a.size() == 4 && a[0] == "encode") return encode(meap::Tokenizer::load(a[1]), a[2], a[3]);
-    if (a.size() == 4 && a[0] == "decode") return decode(meap::Tokenizer::load(a[1]), a[2], a[3]);
+    if (a.size() == 6 && a[0] == "run") {
+      const meap::Tokenizer tok = meap::Tokenizer::load(a[1]);
+      return encode(tok, a[2], a[3]) | decode(tok, a[4], a[5]);
+    }
     if (a.size() == 2 && a[0] == "info") return info(meap::Tokenizer::load(a[1]));
-    std::fprintf(stderr, "usage: tokenizer_probe encode|decode TOKENIZER IN OUT | info TOKENIZER\n");
+    std::fprintf(stderr, "usage: tokenizer_probe run TOKENIZER TEXTS ENCODED IDS DECODED | info TOKENIZER\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tokenizer_probe: %s\n", e.what());
