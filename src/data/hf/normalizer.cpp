@@ -39,6 +39,13 @@ bool below_combining(std::string_view s) {
   return true;
 }
 
+// ASCII is its own NFC, NFD, NFKC and NFKD.
+bool ascii(std::string_view s) {
+  for (unsigned char c : s)
+    if (c >= 0x80) return false;
+  return true;
+}
+
 }  // namespace
 
 Normalizer::Normalizer(const json& spec, const std::string& what) {
@@ -96,7 +103,7 @@ std::string Normalizer::apply(std::string_view input) const {
   for (const auto& s : steps_) {
     switch (s->type) {
       case Step::Type::unicode: {
-        if (s->composed && !s->compat && below_combining(text)) break;  // already NFC
+        if (s->composed && !s->compat ? below_combining(text) : ascii(text)) break;  // as is
         if (text.empty()) break;
         utf8proc_uint8_t* out = nullptr;
         const utf8proc_ssize_t n = utf8proc_map(
