@@ -12,6 +12,7 @@
 #include "data/hf/byte_level.hpp"
 #include "data/hf/utf8.hpp"
 #include "meap/core/error.hpp"
+#include "meap/data/prepare.hpp"
 #include "meap/data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -199,4 +200,31 @@ TEST_CASE("tokenizer.json: what meap cannot read is refused naming the file", "[
   const fs::path broken = test_dir() / "broken.json";
   std::ofstream(broken) << "{\"model\": ";
   CHECK_THROWS_WITH(meap::Tokenizer::load(broken.string()), Contains("is not valid JSON"));
+}
+
+TEST_CASE("meap prepare with a tokenizer.json copies it as tokenizer.json", "[tokenizer]") {
+  const fs::path dir = test_dir() / "prepare";
+  fs::create_directories(dir / "corpus");
+  std::ofstream(dir / "corpus" / "a.txt") << "aab aaa c\n\nc aab\n\naaa aaa aab\n";
+  fs::create_directories(dir / "out");
+  std::ofstream(dir / "out" / "tokenizer.model") << "stale";  // of an earlier run's kind
+  meap::PrepareOptions o;
+  o.out_dir = (dir / "out").string();
+  o.inputs = {(dir / "corpus").string()};
+  o.tokenizer = write_spec(tiny_spec(), "prepare/tiny.json");
+  o.val_fraction = 0;
+  o.threads = 2;
+  const meap::PrepareSummary s = meap::prepare_corpus(o);
+  CHECK(s.tokenizer_path == (dir / "out" / "tokenizer.json").string());
+  CHECK(s.tokenizer_kind == meap::TokenizerKind::hf_bpe);
+  CHECK(!fs::exists(dir / "out" / "tokenizer.model"));
+  CHECK((s.special.eos == 7 && s.special.mask == 8 && s.vocab_size == 9 && s.mask_appended));
+  // 3 documents: [5] [3 4 0] [3 2] EOS, [2] [3 5] EOS, [4 0] [3 4 0] [3 5] EOS
+  CHECK(s.train_tokens == 7 + 4 + 8);
+  const auto m = nlohmann::json::parse(std::ifstream(s.manifest_path));
+  CHECK(m["tokenizer"]["model"] == "tokenizer.json");
+  CHECK(m["tokenizer"]["kind"] == "hf-bpe");
+  CHECK(m["tokenizer"]["mask_piece"] == "[MASK]");
+  CHECK(m["tokenizer"]["mask_appended"] == true);
+  CHECK(meap::find_tokenizer_file((dir / "out").string()) == s.tokenizer_path);
 }
