@@ -35,7 +35,7 @@ BpeModel::BpeModel(const json& spec, const std::string& what) {
     max_id = std::max<int32_t>(max_id, id.get<int32_t>());
   }
   by_token_.reserve(spec["vocab"].size());
-  by_bytes_.reserve(spec["vocab"].size());
+  if (ignore_merges_) by_bytes_.reserve(spec["vocab"].size());
   tokens_.assign(max_id + 1, std::string());
   present_.assign(max_id + 1, false);
   byte_id_.fill(-1);
@@ -46,8 +46,10 @@ BpeModel::BpeModel(const json& spec, const std::string& what) {
     tokens_[id] = token;
     present_[id] = true;
     by_token_[token] = id;
-    if (byte_level_to_bytes(token, bytes)) {
-      by_bytes_.emplace(bytes, id);
+    // Raw bytes are needed for the single-byte tokens (a piece's starting symbols) and, with
+    // ignore_merges, for whole-piece lookups. (A byte's character takes at most 2 bytes.)
+    if ((ignore_merges_ || token.size() <= 2) && byte_level_to_bytes(token, bytes)) {
+      if (ignore_merges_) by_bytes_.emplace(bytes, id);
       if (bytes.size() == 1) byte_id_[static_cast<unsigned char>(bytes[0])] = id;
     }
     unsigned int b;

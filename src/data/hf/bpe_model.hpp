@@ -47,7 +47,7 @@ class BpeModel {
   std::vector<std::string> tokens_;  // by id, as in the file
   std::vector<bool> present_;
   std::unordered_map<std::string, int32_t> by_token_;  // as in the file
-  std::unordered_map<std::string, int32_t> by_bytes_;  // raw bytes -> id
+  std::unordered_map<std::string, int32_t> by_bytes_;  // raw bytes -> id (ignore_merges)
   std::array<int32_t, 256> byte_id_{};                 // the single-byte tokens; -1 = none
   std::array<int32_t, 256> fallback_id_{};             // <0xXX> tokens (byte_fallback)
   // (left id, right id) -> merge, open addressing (the lookup is BPE's inner loop): a

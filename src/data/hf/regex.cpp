@@ -59,7 +59,7 @@ void Regex::for_each_match(std::string_view text,
   while (start <= text.size()) {
     const int rc = pcre2_match(code_, subject, text.size(), start, PCRE2_NO_UTF_CHECK, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) return;
-    if (rc < 0 && rc != 0) fail(what_, ": regular expression match failed: ", pcre2_message(rc));
+    if (rc < 0) fail(what_, ": regular expression match failed: ", pcre2_message(rc));
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     const size_t b = ov[0], e = ov[1];
     on_match(b, e);
