@@ -21,14 +21,20 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+// One directory per test process (ctest -j runs cases as parallel processes), removed at exit.
+struct TestDir {
+  fs::path path =
+      fs::temp_directory_path() / ("meap_hf_tokenizer_test-" + std::to_string(::getpid()));
+  TestDir() { fs::create_directories(path); }
+  ~TestDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 fs::path test_dir() {
-  static const fs::path dir = [] {
-    const fs::path d =
-        fs::temp_directory_path() / ("meap_hf_tokenizer_test-" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const TestDir dir;
+  return dir.path;
 }
 
 // ids: a 0, b 1, c 2, "Ġ" (space) 3, aa 4, aab 5, Ġa 6; <|endoftext|> 7 (added, special).
