@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcli11-dev
   libopenmpi-dev openmpi-bin libopenblas-dev
   libsentencepiece-dev sentencepiece
   python3 python3-venv python3-pip python3-numpy python3-torch python3-matplotlib

@@ -73,7 +73,7 @@ TrainResult train(const Config& cfg, const TrainerOptions& opt) {
   Communicator& comm = *comm_owner;
   validate_config(cfg, comm.world_size());
   const bool main_rank = comm.rank() == 0;  // logs and writes the run's shared files
-  const bool quiet = opt.quiet || !main_rank;
+  const bool quiet = opt.quiet;  // every rank logs: its own file; rank 0 the console (core/log.hpp)
   if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
   if (cfg.data.tokenizer.empty()) fail("data.tokenizer is empty: give the tokenizer model");
 

@@ -1,0 +1,126 @@
+// CommandLine: meap's CLI11 layout, error report and shared options.
+#include "cli/command_line.hpp"
+
+#include <cmath>
+#include <iostream>
+
+#include "meap/core/error.hpp"
+#include "meap/core/human_format.hpp"
+
+namespace meap::cli {
+
+CLI::Validator at_least(long long min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        try {
+          size_t used = 0;
+          if (std::stoll(text, &used) >= min && used == text.size()) return "";
+        } catch (const std::exception&) {
+        }
+        return str_cat("expects an integer >= ", min, ", got '", text, "'");
+      },
+      "");
+}
+
+CLI::Validator non_negative_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (!text.empty() && text[0] != '-' && text[0] != '+') return "";  // CLI11 converts
+        return str_cat("expects a non-negative integer, got '", text, "'");
+      },
+      "");
+}
+
+CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          if (std::isfinite(std::stod(text))) return "";
+        } catch (const std::exception&) {
+          return "";  // not a number at all: CLI11's conversion names it
+        }
+        return str_cat("expects a finite number, got '", text, "'");
+      },
+      "");
+}
+
+CLI::Validator byte_size() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          text = std::to_string(parse_byte_size(text, ""));
+          return "";
+        } catch (const Error& e) {
+          const std::string message = e.what();
+          return message.substr(message.find_first_not_of(' '));
+        }
+      },
+      "");
+}
+
+CommandLine::CommandLine(const std::string& program, const std::string& summary,
+                         const std::string& details)
+    : program_(program), app_(summary + "\n", program) {
+  formatter_->label("Usage", "usage");
+  formatter_->label("REQUIRED", "(required)");
+  formatter_->label("SUBCOMMAND", "COMMAND");
+  formatter_->column_width(28);
+  app_.formatter(formatter_);
+  if (!details.empty()) app_.footer(details);
+}
+
+void CommandLine::add_config(ConfigArgs& config) {
+  app_.add_option("CONFIG.yaml", config.path, "the run's config (docs/configs.md)")
+      ->required()
+      ->type_name("");
+  app_.add_option("overrides", config.overrides,
+                  "config overrides, e.g. optim.lr=1e-3 train.max_steps=50")
+      ->type_name("SECTION.KEY=VALUE");
+}
+
+CLI::Option* CommandLine::add_out(std::string& path, const std::string& help) {
+  return app_.add_option("--out", path, help)->required()->type_name("DIR");
+}
+
+CLI::Option* CommandLine::add_force(bool& force, const std::string& help) {
+  return app_.add_flag("--force", force, help);
+}
+
+CLI::Option* CommandLine::add_tokenizer(std::string& path, const std::string& help) {
+  return app_.add_option("--tokenizer", path, help)->type_name("MODEL");
+}
+
+CLI::Option* CommandLine::add_device(std::string& device) {
+  return app_.add_option("--device", device, "the backend: auto (default: cuda when a GPU is visible), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->type_name("D");
+}
+
+std::optional<int> CommandLine::parse(const Args& args) {
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+  try {
+    app_.parse(reversed);
+    return std::nullopt;
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app_.help();
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << "\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    // CLI11 checks required options before unknown ones; a misspelt "--ouput" is the news.
+    const std::vector<std::string> extra = app_.remaining();
+    if (!extra.empty() && (dynamic_cast<const CLI::ExtrasError*>(&e) ||
+                           dynamic_cast<const CLI::RequiredError*>(&e))) {
+      what = extra[0].rfind("-", 0) == 0 ? str_cat("unknown option '", extra[0], "'")
+                                         : str_cat("unexpected argument '", extra[0], "'");
+    }
+    std::cerr << program_ << ": error: " << what << "\n"
+              << formatter_->make_usage(&app_, program_) << "Run `" << program_
+              << " --help` for the options.\n";
+    return 2;
+  }
+}
+
+}  // namespace meap::cli

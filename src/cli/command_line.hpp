@@ -1,0 +1,66 @@
+// One style for every `meap` command's arguments and help: a CLI11 app with meap's help
+// layout and error report (exit 2, naming the option), and the options several commands
+// share, each defined once here.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
+
+namespace meap::cli {
+
+// CONFIG.yaml [section.key=value ...]: a run config and the overrides applied to it.
+struct ConfigArgs {
+  std::string path;
+  std::vector<std::string> overrides;
+};
+
+// Value checks CLI11 runs on the text before converting it; the error names the option.
+CLI::Validator at_least(long long min);   // an integer >= min
+CLI::Validator non_negative_integer();     // unsigned: CLI11 alone would wrap "-1" around
+CLI::Validator finite_number();            // refuses nan and inf
+CLI::Validator byte_size();                // "500MB", "2GiB": becomes the number of bytes
+
+class CommandLine {
+ public:
+  // program: "meap train"; summary: what the command does (first line of --help);
+  // details: text printed after the options.
+  CommandLine(const std::string& program, const std::string& summary,
+              const std::string& details = "");
+
+  CLI::App& app() { return app_; }
+
+  // The options several commands share.
+  void add_config(ConfigArgs& config);  // positional CONFIG.yaml, then KEY=VALUE overrides
+  CLI::Option* add_out(std::string& path, const std::string& help);  // --out, required
+  CLI::Option* add_force(bool& force, const std::string& help);
+  CLI::Option* add_tokenizer(std::string& path, const std::string& help);
+  CLI::Option* add_device(std::string& device);  // --device auto|cpu|cuda
+
+  // A numeric option, checked by its type: unsigned refuses a sign, floating point nan/inf.
+  template <class T>
+  CLI::Option* add_number(const std::string& name, T& value, const std::string& help) {
+    CLI::Option* option = app_.add_option(name, value, help);
+    if constexpr (std::is_unsigned_v<T>) option->check(non_negative_integer());
+    if constexpr (std::is_floating_point_v<T>) option->check(finite_number());
+    return option;
+  }
+
+  // Parses the arguments after the command's name. nullopt: run the command. Otherwise the
+  // command returns this exit code: 0 after --help (printed to stdout), 2 after a bad
+  // argument (the error naming it and the usage line on stderr).
+  std::optional<int> parse(const Args& args);
+
+ private:
+  std::string program_;
+  CLI::App app_;
+  std::shared_ptr<CLI::Formatter> formatter_ = std::make_shared<CLI::Formatter>();
+};
+
+}  // namespace meap::cli
