@@ -8,10 +8,10 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/command_line.hpp"
-#include "meap/train/config.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/safetensors.hpp"
 #include "meap/data/token_streamer.hpp"
+#include "meap/train/config.hpp"
 #include "meap/train/trainer.hpp"
 
 namespace meap::cli {
@@ -34,7 +34,8 @@ int batches_command(const Args& args) {
   int64_t steps = 0;
   std::string out;
   cli.add_config(config);
-  cli.app().add_option("--steps", steps, "how many optimizer steps' batches (N >= 1)")
+  cli.app()
+      .add_option("--steps", steps, "how many optimizer steps' batches (N >= 1)")
       ->required()
       ->check(at_least(1))
       ->type_name("N");

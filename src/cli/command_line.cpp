@@ -1,7 +1,9 @@
 // CommandLine: meap's CLI11 layout, error report and shared options.
 #include "cli/command_line.hpp"
 
+#include <cctype>
 #include <cmath>
+#include <functional>
 #include <iostream>
 
 #include "meap/core/error.hpp"
@@ -9,39 +11,51 @@
 
 namespace meap::cli {
 
-CLI::Validator at_least(long long min) {
+namespace {
+
+// A check of an option's text; its error reads "--name: EXPECTS, got 'TEXT'".
+CLI::Validator text_check(std::function<bool(const std::string&)> ok, std::string expects) {
   return CLI::Validator(
-      [min](std::string& text) -> std::string {
-        try {
-          size_t used = 0;
-          if (std::stoll(text, &used) >= min && used == text.size()) return "";
-        } catch (const std::exception&) {
-        }
-        return str_cat("expects an integer >= ", min, ", got '", text, "'");
+      [ok = std::move(ok), expects = std::move(expects)](std::string& text) {
+        return ok(text) ? std::string() : str_cat(expects, ", got '", text, "'");
       },
       "");
+}
+
+}  // namespace
+
+CLI::Validator at_least(long long min) {
+  return text_check(
+      [min](const std::string& text) {
+        try {
+          size_t used = 0;
+          return std::stoll(text, &used) >= min && used == text.size();
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      str_cat("expects an integer >= ", min));
 }
 
 CLI::Validator non_negative_integer() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        if (!text.empty() && text[0] != '-' && text[0] != '+') return "";  // CLI11 converts
-        return str_cat("expects a non-negative integer, got '", text, "'");
+  // The digits themselves are CLI11's to convert (and to name the option when they are not).
+  return text_check(
+      [](const std::string& text) {
+        return text.empty() || std::isdigit(static_cast<unsigned char>(text[0]));
       },
-      "");
+      "expects a non-negative integer");
 }
 
 CLI::Validator finite_number() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
+  return text_check(
+      [](const std::string& text) {
         try {
-          if (std::isfinite(std::stod(text))) return "";
+          return std::isfinite(std::stod(text));
         } catch (const std::exception&) {
-          return "";  // not a number at all: CLI11's conversion names it
+          return true;  // not a number at all: CLI11's conversion names it
         }
-        return str_cat("expects a finite number, got '", text, "'");
       },
-      "");
+      "expects a finite number");
 }
 
 CLI::Validator byte_size() {
@@ -70,12 +84,16 @@ CommandLine::CommandLine(const std::string& program, const std::string& summary,
 }
 
 void CommandLine::add_config(ConfigArgs& config) {
-  app_.add_option("CONFIG.yaml", config.path, "the run's config (docs/configs.md)")
-      ->required()
-      ->type_name("");
+  add_positional("CONFIG.yaml", config.path, "the run's config (docs/configs.md)");
   app_.add_option("overrides", config.overrides,
                   "config overrides, e.g. optim.lr=1e-3 train.max_steps=50")
       ->type_name("SECTION.KEY=VALUE");
+}
+
+void CommandLine::add_checkpoint(std::string& path) {
+  add_positional("CHECKPOINT_DIR", path,
+                 "a checkpoint (RUN_DIR/checkpoints/step-*, holding manifest.json) or a run\n"
+                 "directory, whose latest complete checkpoint is then used");
 }
 
 CLI::Option* CommandLine::add_out(std::string& path, const std::string& help) {
@@ -91,7 +109,9 @@ CLI::Option* CommandLine::add_tokenizer(std::string& path, const std::string& he
 }
 
 CLI::Option* CommandLine::add_device(std::string& device) {
-  return app_.add_option("--device", device, "the backend: auto (default: cuda when a GPU is visible), cpu or cuda")
+  return app_
+      .add_option("--device", device,
+                  "the backend: auto (default: cuda when a GPU is visible), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->type_name("D");
 }

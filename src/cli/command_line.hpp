@@ -3,13 +3,12 @@
 // share, each defined once here.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 
@@ -22,10 +21,10 @@ struct ConfigArgs {
 };
 
 // Value checks CLI11 runs on the text before converting it; the error names the option.
-CLI::Validator at_least(long long min);   // an integer >= min
-CLI::Validator non_negative_integer();     // unsigned: CLI11 alone would wrap "-1" around
-CLI::Validator finite_number();            // refuses nan and inf
-CLI::Validator byte_size();                // "500MB", "2GiB": becomes the number of bytes
+CLI::Validator at_least(long long min);  // an integer >= min
+CLI::Validator non_negative_integer();   // unsigned: CLI11 alone would wrap "-1" around
+CLI::Validator finite_number();          // refuses nan and inf
+CLI::Validator byte_size();              // "500MB", "2GiB": becomes the number of bytes
 
 class CommandLine {
  public:
@@ -36,8 +35,15 @@ class CommandLine {
 
   CLI::App& app() { return app_; }
 
+  // A required positional argument (a path, or several: std::vector).
+  template <class T>
+  CLI::Option* add_positional(const std::string& name, T& value, const std::string& help) {
+    return app_.add_option(name, value, help)->required()->type_name("");
+  }
+
   // The options several commands share.
   void add_config(ConfigArgs& config);  // positional CONFIG.yaml, then KEY=VALUE overrides
+  void add_checkpoint(std::string& path);  // positional CHECKPOINT_DIR (or a run directory)
   CLI::Option* add_out(std::string& path, const std::string& help);  // --out, required
   CLI::Option* add_force(bool& force, const std::string& help);
   CLI::Option* add_tokenizer(std::string& path, const std::string& help);

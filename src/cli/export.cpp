@@ -6,8 +6,8 @@
 
 #include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
-#include "meap/export/hf_format.hpp"
 #include "meap/core/human_format.hpp"
+#include "meap/export/hf_format.hpp"
 
 namespace meap::cli {
 
@@ -23,12 +23,7 @@ int export_command(const Args& args) {
       "leaves no partial export.");
   HfExportOptions opt;
   std::string dtype = "fp32";
-  cli.app()
-      .add_option("CHECKPOINT_DIR", opt.checkpoint,
-                  "a checkpoint (holding manifest.json) or a run directory, whose latest\n"
-                  "complete checkpoint is then exported")
-      ->required()
-      ->type_name("");
+  cli.add_checkpoint(opt.checkpoint);
   cli.add_out(opt.out_dir, "the directory to create (refused if it exists, unless --force)");
   cli.app()
       .add_option("--dtype", dtype, "weight dtype (default fp32; bf16 rounds to nearest even)")

@@ -8,12 +8,12 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/command_line.hpp"
-#include "meap/train/checkpoint.hpp"
-#include "meap/train/config.hpp"
 #include "meap/core/error.hpp"
+#include "meap/data/tokenizer.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/model/sampler.hpp"
-#include "meap/data/tokenizer.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
 
 namespace fs = std::filesystem;
 
@@ -41,8 +41,8 @@ class TextStreamer {
     if (!final) {
       static const std::string kReplacement = "\xEF\xBF\xBD";
       while (text.size() >= kReplacement.size() &&
-             text.compare(text.size() - kReplacement.size(), kReplacement.size(),
-                          kReplacement) == 0)
+             text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) ==
+                 0)
         text.resize(text.size() - kReplacement.size());
     }
     if (text.size() > printed_) {
@@ -70,14 +70,10 @@ int generate_command(const Args& args) {
       "max_seq_len tokens. Progress and a summary go to stderr, the text to stdout.");
   std::string path, prompt, tokenizer_path, device = "auto";
   SamplingOptions options;
+  cli.add_checkpoint(path);
   cli.app()
-      .add_option("CHECKPOINT_DIR", path,
-                  "a checkpoint (RUN_DIR/checkpoints/step-*, holding manifest.json) or a run\n"
-                  "directory, whose latest complete checkpoint is then used")
-      ->required()
-      ->type_name("");
-  cli.app()
-      .add_option("--prompt", prompt, "the text to continue (default: empty, an unconditional sample)")
+      .add_option("--prompt", prompt,
+                  "the text to continue (default: empty, an unconditional sample)")
       ->type_name("TEXT");
   cli.add_number("--max-new-tokens", options.max_new_tokens,
                  "stop after N new tokens (default 100); EOS stops earlier")
@@ -107,8 +103,10 @@ int generate_command(const Args& args) {
   if (tokenizer_path.empty()) {
     tokenizer_path = (fs::path(checkpoint) / "tokenizer.model").string();
     if (!fs::exists(tokenizer_path))
-      fail(checkpoint, " holds no tokenizer.model; pass --tokenizer MODEL (the data.tokenizer "
-           "the run trained with: ", config.data.tokenizer, ")");
+      fail(checkpoint,
+           " holds no tokenizer.model; pass --tokenizer MODEL (the data.tokenizer "
+           "the run trained with: ",
+           config.data.tokenizer, ")");
   } else if (!fs::exists(tokenizer_path)) {
     fail("--tokenizer ", tokenizer_path, " does not exist");
   }

@@ -6,8 +6,8 @@
 
 #include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
-#include "meap/export/hf_format.hpp"
 #include "meap/core/human_format.hpp"
+#include "meap/export/hf_format.hpp"
 
 namespace meap::cli {
 
@@ -28,8 +28,9 @@ int import_command(const Args& args) {
       "padded beyond the tokenizer are cut. Without a tokenizer.model, [MASK] is appended\n"
       "after the model's last row.");
   HfImportOptions opt;
-  cli.app().add_option("HF_DIR", opt.hf_dir, "the Hugging Face model directory")->required()->type_name("");
-  cli.add_out(opt.out_dir, "the checkpoint directory to create (refused if it exists,\nunless --force)");
+  cli.add_positional("HF_DIR", opt.hf_dir, "the Hugging Face model directory");
+  cli.add_out(opt.out_dir,
+              "the checkpoint directory to create (refused if it exists,\nunless --force)");
   cli.add_force(opt.overwrite,
                 "replace an existing DIR that is a checkpoint (holds manifest.json),\n"
                 "only once the new one is complete");
@@ -41,10 +42,10 @@ int import_command(const Args& args) {
   if (r.rows_added) rows = ", one row added for [MASK]";
   if (r.rows_dropped)
     rows = ", " + std::to_string(r.rows_dropped) + " padding rows past the tokenizer cut";
-  spdlog::info("imported a LlamaForCausalLM (dim {}, {} layers, {} heads / {} kv, ffn {}, vocab "
-               "{}{}) to {}",
-               c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, rows,
-               r.out_dir);
+  spdlog::info(
+      "imported a LlamaForCausalLM (dim {}, {} layers, {} heads / {} kv, ffn {}, vocab "
+      "{}{}) to {}",
+      c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, rows, r.out_dir);
   spdlog::info("[MASK] is id {}; {}", r.mask_id,
                r.has_tokenizer ? "tokenizer.model copied"
                                : "no tokenizer.model in HF_DIR: `meap prepare --tokenizer` "

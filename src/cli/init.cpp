@@ -9,13 +9,13 @@
 
 #include "cli/command_line.hpp"
 #include "meap/backend/backend.hpp"
-#include "meap/train/checkpoint.hpp"
-#include "meap/train/config.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
+#include "meap/core/staged_directory.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/model/llama_io.hpp"
-#include "meap/core/staged_directory.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
 
 namespace fs = std::filesystem;
 

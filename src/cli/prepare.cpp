@@ -11,8 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/command_line.hpp"
-#include "meap/core/human_format.hpp"
 #include "meap/core/error.hpp"
+#include "meap/core/human_format.hpp"
 #include "meap/data/prepare.hpp"
 
 namespace meap::cli {
@@ -83,13 +83,10 @@ int prepare_command(const Args& args) {
       "Each document is encoded and followed by EOS. Details (document rules, split,\n"
       "outputs): docs/data.md.");
   PrepareOptions o;
-  cli.app()
-      .add_option("INPUT", o.inputs,
-                  "a plain text file (documents separated by blank lines), a .jsonl file\n"
-                  "(one {\"text\": ...} object per line, one document each) or a directory\n"
-                  "(every file below it, sorted by path, hidden ones skipped)")
-      ->required()
-      ->type_name("");
+  cli.add_positional("INPUT", o.inputs,
+                     "a plain text file (documents separated by blank lines), a .jsonl file\n"
+                     "(one {\"text\": ...} object per line, one document each) or a directory\n"
+                     "(every file below it, sorted by path, hidden ones skipped)");
   cli.add_out(o.out_dir,
               "output directory (created): tokenizer.model, tokenizer.vocab,\n"
               "train-00000.bin ..., val-00000.bin ..., prepare.json");
@@ -105,7 +102,8 @@ int prepare_command(const Args& args) {
                  "share of documents held out for validation, in [0, 1)\n"
                  "(default 0.01); chosen by a hash of (seed, document number)")
       ->type_name("F");
-  cli.add_number("--shard-tokens", o.shard_tokens, "at most N tokens per shard file (default 100000000)")
+  cli.add_number("--shard-tokens", o.shard_tokens,
+                 "at most N tokens per shard file (default 100000000)")
       ->type_name("N");
   cli.add_number("--threads", o.threads,
                  "encoding threads, >= 1 (default: all cores); the output is the same\n"

@@ -26,7 +26,9 @@ has() { grep -qF -- "$2" "$work/$1"; }
 run --version
 check "meap --version exits 0" test "$rc" -eq 0
 commit=$(git -C "$source_dir" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-check "meap --version names the commit $commit" grep -qE "^commit +$commit(-dirty)?\$" "$work/out"
+# (read when meap is built: a commit made after the last build needs a rebuild first)
+check "meap --version names the commit $commit (of the last build)" \
+  grep -qE "^commit +$commit(-dirty)?\$" "$work/out"
 check "meap --version names the version" grep -qE '^meap [0-9]+\.[0-9]+\.[0-9]+$' "$work/out"
 on_off() { [ "$1" = ON ] && echo on || echo off; }
 for option in "CUDA $cuda" "MPI $mpi" "NCCL $nccl"; do
