@@ -34,11 +34,9 @@ int batches_command(const Args& args) {
   int64_t steps = 0;
   std::string out;
   cli.add_config(config);
-  cli.app()
-      .add_option("--steps", steps, "how many optimizer steps' batches (N >= 1)")
+  cli.add_option("--steps", steps, "N", "how many optimizer steps' batches (N >= 1)")
       ->required()
-      ->check(at_least(1))
-      ->type_name("N");
+      ->check(at_least(1));
   cli.add_out(out, "the safetensors file to write (replaced atomically if it exists)")
       ->type_name("FILE");
   if (const auto done = cli.parse(args)) return *done;

@@ -78,7 +78,7 @@ CommandLine::CommandLine(const std::string& program, const std::string& summary,
   formatter_->label("Usage", "usage");
   formatter_->label("REQUIRED", "(required)");
   formatter_->label("SUBCOMMAND", "COMMAND");
-  formatter_->column_width(28);
+  formatter_->column_width(30);
   app_.formatter(formatter_);
   if (!details.empty()) app_.footer(details);
 }
@@ -97,7 +97,7 @@ void CommandLine::add_checkpoint(std::string& path) {
 }
 
 CLI::Option* CommandLine::add_out(std::string& path, const std::string& help) {
-  return app_.add_option("--out", path, help)->required()->type_name("DIR");
+  return add_option("--out", path, "DIR", help)->required();
 }
 
 CLI::Option* CommandLine::add_force(bool& force, const std::string& help) {
@@ -105,15 +105,13 @@ CLI::Option* CommandLine::add_force(bool& force, const std::string& help) {
 }
 
 CLI::Option* CommandLine::add_tokenizer(std::string& path, const std::string& help) {
-  return app_.add_option("--tokenizer", path, help)->type_name("MODEL");
+  return add_option("--tokenizer", path, "MODEL", help);
 }
 
 CLI::Option* CommandLine::add_device(std::string& device) {
-  return app_
-      .add_option("--device", device,
-                  "the backend: auto (default: cuda when a GPU is visible), cpu or cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
-      ->type_name("D");
+  return add_option("--device", device, "D",
+                    "the backend: auto (default: cuda when a GPU is visible), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 }
 
 std::optional<int> CommandLine::parse(const Args& args) {

@@ -42,17 +42,19 @@ class CommandLine {
   }
 
   // The options several commands share.
-  void add_config(ConfigArgs& config);  // positional CONFIG.yaml, then KEY=VALUE overrides
+  void add_config(ConfigArgs& config);     // positional CONFIG.yaml, then KEY=VALUE overrides
   void add_checkpoint(std::string& path);  // positional CHECKPOINT_DIR (or a run directory)
   CLI::Option* add_out(std::string& path, const std::string& help);  // --out, required
   CLI::Option* add_force(bool& force, const std::string& help);
   CLI::Option* add_tokenizer(std::string& path, const std::string& help);
   CLI::Option* add_device(std::string& device);  // --device auto|cpu|cuda
 
-  // A numeric option, checked by its type: unsigned refuses a sign, floating point nan/inf.
+  // An option with a value (value_name in the help), checked by its type: an unsigned one
+  // refuses a sign (CLI11 alone would wrap "-1" around), a floating point one nan and inf.
   template <class T>
-  CLI::Option* add_number(const std::string& name, T& value, const std::string& help) {
-    CLI::Option* option = app_.add_option(name, value, help);
+  CLI::Option* add_option(const std::string& name, T& value, const std::string& value_name,
+                          const std::string& help) {
+    CLI::Option* option = app_.add_option(name, value, help)->type_name(value_name);
     if constexpr (std::is_unsigned_v<T>) option->check(non_negative_integer());
     if constexpr (std::is_floating_point_v<T>) option->check(finite_number());
     return option;

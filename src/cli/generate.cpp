@@ -71,23 +71,17 @@ int generate_command(const Args& args) {
   std::string path, prompt, tokenizer_path, device = "auto";
   SamplingOptions options;
   cli.add_checkpoint(path);
-  cli.app()
-      .add_option("--prompt", prompt,
-                  "the text to continue (default: empty, an unconditional sample)")
-      ->type_name("TEXT");
-  cli.add_number("--max-new-tokens", options.max_new_tokens,
-                 "stop after N new tokens (default 100); EOS stops earlier")
-      ->type_name("N");
-  cli.add_number("--temperature", options.temperature,
-                 "divide the logits by X before sampling (default 0.8; 0 = greedy)")
-      ->type_name("X");
-  cli.add_number("--top-k", options.top_k,
-                 "sample among the K most likely tokens (default 40;\n0 = the whole vocabulary)")
-      ->type_name("K");
-  cli.add_number("--seed", options.seed,
+  cli.add_option("--prompt", prompt, "TEXT",
+                 "the text to continue (default: empty, an unconditional sample)");
+  cli.add_option("--max-new-tokens", options.max_new_tokens, "N",
+                 "stop after N new tokens (default 100); EOS stops earlier");
+  cli.add_option("--temperature", options.temperature, "X",
+                 "divide the logits by X before sampling (default 0.8; 0 = greedy)");
+  cli.add_option("--top-k", options.top_k, "K",
+                 "sample among the K most likely tokens (default 40;\n0 = the whole vocabulary)");
+  cli.add_option("--seed", options.seed, "S",
                  "sampling seed (default 1): the same seed, checkpoint and\n"
-                 "options give the same text")
-      ->type_name("S");
+                 "options give the same text");
   cli.app().add_flag("--greedy", options.greedy,
                      "always take the most likely token (ignores temperature,\n"
                      "top-k and seed)");

@@ -90,31 +90,26 @@ int prepare_command(const Args& args) {
   cli.add_out(o.out_dir,
               "output directory (created): tokenizer.model, tokenizer.vocab,\n"
               "train-00000.bin ..., val-00000.bin ..., prepare.json");
-  CLI::Option* vocab = cli.add_number("--vocab-size", o.vocab_size,
+  CLI::Option* vocab = cli.add_option("--vocab-size", o.vocab_size, "N",
                                       "train a BPE tokenizer of N pieces, reserved ids included\n"
-                                      "(default 4096)")
-                           ->type_name("N");
+                                      "(default 4096)");
   cli.add_tokenizer(o.tokenizer,
                     "use this SentencePiece model instead of training one (copied\n"
                     "to DIR/tokenizer.model)")
       ->excludes(vocab);
-  cli.add_number("--val-fraction", o.val_fraction,
+  cli.add_option("--val-fraction", o.val_fraction, "F",
                  "share of documents held out for validation, in [0, 1)\n"
-                 "(default 0.01); chosen by a hash of (seed, document number)")
-      ->type_name("F");
-  cli.add_number("--shard-tokens", o.shard_tokens,
-                 "at most N tokens per shard file (default 100000000)")
-      ->type_name("N");
-  cli.add_number("--threads", o.threads,
+                 "(default 0.01); chosen by a hash of (seed, document number)");
+  cli.add_option("--shard-tokens", o.shard_tokens, "N",
+                 "at most N tokens per shard file (default 100000000)");
+  cli.add_option("--threads", o.threads, "N",
                  "encoding threads, >= 1 (default: all cores); the output is the same\n"
                  "bit for bit whatever N is")
-      ->check(at_least(1))
-      ->type_name("N");
-  cli.add_number("--seed", o.seed, "seed of the validation split (default 1234)")->type_name("S");
-  cli.add_number("--tokenizer-sample-bytes", o.tokenizer_sample_bytes,
+      ->check(at_least(1));
+  cli.add_option("--seed", o.seed, "S", "seed of the validation split (default 1234)");
+  cli.add_option("--tokenizer-sample-bytes", o.tokenizer_sample_bytes, "N",
                  "train the tokenizer on at most about N bytes of text, sampled\n"
-                 "evenly over the corpus (default 1073741824)")
-      ->type_name("N");
+                 "evenly over the corpus (default 1073741824)");
   cli.add_force(o.force,
                 "replace the output of an earlier run in DIR (its prepare.json\n"
                 "and shards); without it an existing DIR/prepare.json is refused");
