@@ -12,6 +12,8 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "meap/core/error.hpp"
+
 namespace meap {
 
 namespace {
@@ -44,7 +46,7 @@ void setup_logging(int rank, bool launched) {
                                        "] [%^%l%$] %v");
   auto logger = std::make_shared<spdlog::logger>("meap", console);
   logger->set_level(spdlog::level::info);
-  logger->flush_on(spdlog::level::warn);
+  logger->flush_on(spdlog::level::info);  // a killed run's file keeps every line it logged
   spdlog::set_default_logger(logger);
   state() = LogState{rank, nullptr, ""};
 }
@@ -52,9 +54,15 @@ void setup_logging(int rank, bool launched) {
 std::string log_to_rank_file(const std::string& dir) {
   LogState& s = state();
   if (s.file) return s.file_path;  // one run per process
-  std::filesystem::create_directories(dir);
-  s.file_path = (std::filesystem::path(dir) / ("rank-" + std::to_string(s.rank) + ".log")).string();
-  s.file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(s.file_path, /*truncate=*/false);
+  const std::string path =
+      (std::filesystem::path(dir) / ("rank-" + std::to_string(s.rank) + ".log")).string();
+  try {
+    std::filesystem::create_directories(dir);
+    s.file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
+  } catch (const std::exception& e) {  // filesystem_error, spdlog_ex
+    fail("cannot open the log file ", path, ": ", e.what());
+  }
+  s.file_path = path;
   s.file->set_level(spdlog::level::info);
   s.file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   spdlog::default_logger()->sinks().push_back(s.file);
