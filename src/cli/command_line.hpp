@@ -3,12 +3,13 @@
 // share, each defined once here.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 
