@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcli11-dev
   libopenmpi-dev openmpi-bin libopenblas-dev
   libsentencepiece-dev sentencepiece libpcre2-dev libutf8proc-dev
   libxxhash-dev zlib1g-dev libzstd-dev

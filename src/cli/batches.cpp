@@ -2,79 +2,46 @@
 // global training batches of a run, exactly as `meap train` with that config consumes them
 // (same streamer, order and MEAP masks), for an outside reference to train on
 // (tests/reference/train_reference.py, scripts/compare_with_torch.sh).
-#include <cstdio>
 #include <string>
 #include <vector>
 
-#include "cli/commands.hpp"
-#include "meap/train/config.hpp"
+#include <spdlog/spdlog.h>
+
+#include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/safetensors.hpp"
 #include "meap/data/token_streamer.hpp"
+#include "meap/train/config.hpp"
 #include "meap/train/trainer.hpp"
 
 namespace meap::cli {
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: meap batches CONFIG.yaml [section.key=value ...] --steps N --out FILE.safetensors\n"
-    "\n"
-    "Writes the first N global training batches that `meap train CONFIG` (with the same\n"
-    "overrides) consumes, whole, as on one rank: the same shards, shuffle, MEAP masks and\n"
-    "order. Tensors (S = N steps, GB = train.global_batch_size, T = data.seq_len):\n"
-    "  inputs   (S, GB, T) I32  the model's inputs, [MASK] already applied\n"
-    "  targets  (S, GB, T) I32  the clean next tokens\n"
-    "  weights  (S, GB, T) F32  per-token loss weights\n"
-    "Metadata: format=meap-batches, steps, global_batch_size, micro_batch_size, seq_len,\n"
-    "seed, mask_ratio, mask_id, vocab_size and config (the effective config as YAML).\n"
-    "A step's loss is the weighted mean of its tokens' cross-entropy over the whole global\n"
-    "batch; micro-batch k of a step is rows [k * micro_batch_size, (k + 1) * micro_batch_size).\n"
-    "\n"
-    "  --steps N    how many optimizer steps' batches (N >= 1)\n"
-    "  --out FILE   the safetensors file to write (replaced atomically if it exists)\n";
-
-int64_t parse_steps(const std::string& value) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(value, &used);
-    if (used == value.size() && v >= 1) return v;
-  } catch (const std::exception&) {
-  }
-  fail("--steps expects an integer >= 1, got '", value, "'");
-}
-
-}  // namespace
-
 int batches_command(const Args& args) {
-  std::string config_path, out;
-  std::vector<std::string> overrides;
+  CommandLine cli(
+      "meap batches",
+      "Writes the first N global training batches that `meap train CONFIG` (with the same\n"
+      "overrides) consumes, whole, as on one rank: the same shards, shuffle, MEAP masks and\n"
+      "order.",
+      "Tensors (S = N steps, GB = train.global_batch_size, T = data.seq_len):\n"
+      "  inputs   (S, GB, T) I32  the model's inputs, [MASK] already applied\n"
+      "  targets  (S, GB, T) I32  the clean next tokens\n"
+      "  weights  (S, GB, T) F32  per-token loss weights\n"
+      "Metadata: format=meap-batches, steps, global_batch_size, micro_batch_size, seq_len,\n"
+      "seed, mask_ratio, mask_id, vocab_size and config (the effective config as YAML).\n"
+      "A step's loss is the weighted mean of its tokens' cross-entropy over the whole global\n"
+      "batch; micro-batch k of a step is rows [k * micro_batch_size, (k + 1) * micro_batch_size).");
+  ConfigArgs config;
   int64_t steps = 0;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--steps" || a == "--out") {
-      if (i + 1 >= args.size()) fail(a, " needs a value (see meap batches --help)");
-      const std::string& value = args[++i];
-      if (a == "--steps")
-        steps = parse_steps(value);
-      else
-        out = value;
-    } else if (a.rfind("--", 0) == 0) {
-      fail("unknown option '", a, "' (see meap batches --help)");
-    } else if (config_path.empty()) {
-      config_path = a;
-    } else {
-      overrides.push_back(a);
-    }
-  }
-  if (config_path.empty() || steps == 0 || out.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
-  const Config cfg = load_config(config_path, overrides);
+  std::string out;
+  cli.add_config(config);
+  cli.add_option("--steps", steps, "N", "how many optimizer steps' batches (N >= 1)")
+      ->required()
+      ->check(at_least(1));
+  cli.add_out(out, "the safetensors file to write (replaced atomically if it exists)")
+      ->type_name("FILE");
+  if (const auto done = cli.parse(args)) return *done;
+
+  const Config cfg = load_config(config.path, config.overrides);
   validate_config(cfg, 1);
   if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
 
@@ -114,9 +81,8 @@ int batches_command(const Args& args) {
   w.add("targets", DType::i32, {steps, GB, T}, targets.data());
   w.add("weights", DType::f32, {steps, GB, T}, weights.data());
   w.write(out);
-  std::fprintf(stderr, "meap batches: %ld steps x %ld sequences x %ld tokens of %s -> %s\n",
-               static_cast<long>(steps), static_cast<long>(GB), static_cast<long>(T),
-               cfg.data.train.c_str(), out.c_str());
+  spdlog::info("meap batches: {} steps x {} sequences x {} tokens of {} -> {}", steps, GB, T,
+               cfg.data.train, out);
   return 0;
 }
 

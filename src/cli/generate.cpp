@@ -5,80 +5,21 @@
 #include <filesystem>
 #include <string>
 
-#include "cli/commands.hpp"
-#include "meap/train/checkpoint.hpp"
-#include "meap/train/config.hpp"
+#include <spdlog/spdlog.h>
+
+#include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
+#include "meap/data/tokenizer.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/model/sampler.hpp"
-#include "meap/data/tokenizer.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
 
 namespace fs = std::filesystem;
 
 namespace meap::cli {
 
 namespace {
-
-constexpr const char* kUsage =
-    "usage: meap generate CHECKPOINT_DIR [--prompt TEXT] [options]\n"
-    "\n"
-    "Continues TEXT with the model of a checkpoint and prints the prompt followed by the\n"
-    "generated text, streamed as it is produced. CHECKPOINT_DIR is a checkpoint\n"
-    "(RUN_DIR/checkpoints/step-*, holding manifest.json) or a run directory, whose latest\n"
-    "complete checkpoint is then used.\n"
-    "\n"
-    "The context starts with EOS, then the prompt: training documents are separated by EOS\n"
-    "(no BOS), so this reads as \"a new document starts with TEXT\".\n"
-    "\n"
-    "  --prompt TEXT          the text to continue (default: empty, an unconditional sample)\n"
-    "  --max-new-tokens N     stop after N new tokens (default 100); EOS stops earlier\n"
-    "  --temperature X        divide the logits by X before sampling (default 0.8;\n"
-    "                         0 = greedy)\n"
-    "  --top-k K              sample among the K most likely tokens (default 40;\n"
-    "                         0 = the whole vocabulary)\n"
-    "  --seed S               sampling seed (default 1): the same seed, checkpoint and\n"
-    "                         options give the same text\n"
-    "  --greedy               always take the most likely token (ignores temperature,\n"
-    "                         top-k and seed)\n"
-    "  --tokenizer FILE       SentencePiece model or tokenizer.json (default the\n"
-    "                         checkpoint's tokenizer.model or tokenizer.json)\n"
-    "  --device D             auto | cpu | cuda (default auto)\n"
-    "\n"
-    "[MASK] is never sampled. Contexts longer than model.max_seq_len keep their last\n"
-    "max_seq_len tokens. Progress and a summary go to stderr, the text to stdout.\n";
-
-// Values of numeric options, with the option named in the error.
-int64_t parse_int(const std::string& option, const std::string& value) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(value, &used);
-    if (used == value.size()) return v;
-  } catch (const std::exception&) {
-  }
-  fail(option, " expects an integer, got '", value, "'");
-}
-
-uint64_t parse_uint(const std::string& option, const std::string& value) {
-  try {
-    size_t used = 0;
-    if (!value.empty() && value[0] != '-') {
-      const unsigned long long v = std::stoull(value, &used);
-      if (used == value.size()) return v;
-    }
-  } catch (const std::exception&) {
-  }
-  fail(option, " expects a non-negative integer, got '", value, "'");
-}
-
-double parse_double(const std::string& option, const std::string& value) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(value, &used);
-    if (used == value.size()) return v;
-  } catch (const std::exception&) {
-  }
-  fail(option, " expects a number, got '", value, "'");
-}
 
 // Streams the decoded text. SentencePiece pieces do not always end on a character
 // boundary (byte fallback), so the whole continuation is decoded again each time and only
@@ -100,8 +41,8 @@ class TextStreamer {
     if (!final) {
       static const std::string kReplacement = "\xEF\xBF\xBD";
       while (text.size() >= kReplacement.size() &&
-             text.compare(text.size() - kReplacement.size(), kReplacement.size(),
-                          kReplacement) == 0)
+             text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) ==
+                 0)
         text.resize(text.size() - kReplacement.size());
     }
     if (text.size() > printed_) {
@@ -119,45 +60,37 @@ class TextStreamer {
 }  // namespace
 
 int generate_command(const Args& args) {
-  std::string path, prompt, tokenizer_path, device = "auto";
+  CommandLine cli(
+      "meap generate",
+      "Continues TEXT with the model of a checkpoint and prints the prompt followed by the\n"
+      "generated text, streamed as it is produced.",
+      "The context starts with EOS, then the prompt: training documents are separated by EOS\n"
+      "(no BOS), so this reads as \"a new document starts with TEXT\".\n"
+      "[MASK] is never sampled. Contexts longer than model.max_seq_len keep their last\n"
+      "max_seq_len tokens. Progress and a summary go to stderr, the text to stdout.");
+  std::string path, prompt, tokenizer_path;
+  DeviceChoice device = DeviceChoice::auto_;
   SamplingOptions options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      if (i + 1 >= args.size()) fail(a, " needs a value (see meap generate --help)");
-      return args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--prompt") {
-      prompt = value();
-    } else if (a == "--max-new-tokens") {
-      options.max_new_tokens = parse_int(a, value());
-    } else if (a == "--temperature") {
-      options.temperature = parse_double(a, value());
-    } else if (a == "--top-k") {
-      options.top_k = parse_int(a, value());
-    } else if (a == "--seed") {
-      options.seed = parse_uint(a, value());
-    } else if (a == "--greedy") {
-      options.greedy = true;
-    } else if (a == "--tokenizer") {
-      tokenizer_path = value();
-    } else if (a == "--device") {
-      device = value();
-    } else if (a.rfind("--", 0) == 0) {
-      fail("unknown option '", a, "' (see meap generate --help)");
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      fail("unexpected argument '", a, "': give one CHECKPOINT_DIR (quote the --prompt text)");
-    }
-  }
-  if (path.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  cli.add_checkpoint(path);
+  cli.add_option("--prompt", prompt, "TEXT",
+                 "the text to continue (default: empty, an unconditional sample)");
+  cli.add_option("--max-new-tokens", options.max_new_tokens, "N",
+                 "stop after N new tokens (default 100); EOS stops earlier");
+  cli.add_option("--temperature", options.temperature, "X",
+                 "divide the logits by X before sampling (default 0.8; 0 = greedy)");
+  cli.add_option("--top-k", options.top_k, "K",
+                 "sample among the K most likely tokens (default 40;\n0 = the whole vocabulary)");
+  cli.add_option("--seed", options.seed, "S",
+                 "sampling seed (default 1): the same seed, checkpoint and\n"
+                 "options give the same text");
+  cli.app().add_flag("--greedy", options.greedy,
+                     "always take the most likely token (ignores temperature,\n"
+                     "top-k and seed)");
+  cli.add_tokenizer(tokenizer_path,
+                    "SentencePiece model or tokenizer.json (default the checkpoint's\n"
+                    "tokenizer.model or tokenizer.json)");
+  cli.add_device(device);
+  if (const auto done = cli.parse(args)) return *done;
   validate_sampling_options(options);
 
   const std::string checkpoint = resolve_checkpoint_dir(path);
@@ -179,19 +112,18 @@ int generate_command(const Args& args) {
          " but the checkpoint's model.vocab_size is ", config.model.vocab_size,
          ": use the tokenizer the run trained with");
 
-  auto backend = make_backend(parse_enum<DeviceChoice>(device, "--device"));
+  auto backend = make_backend(device);
   // The checkpoint holds fp32 master weights whatever the run's train.precision, so any
   // precision can read it: the device's natural one (train.precision=auto), bf16 on CUDA
   // and fp32 on the CPU. The sampler widens bf16 logits to f32.
   Llama model(config.model, *backend, 1, config.model.max_seq_len,
               precision_dtype(Precision::auto_, backend->device()));
   load_checkpoint_tensors(checkpoint, model, Tensor{}, Tensor{});  // master, then working copy
-  std::fprintf(stderr, "meap generate: %s (step %ld, %ld parameters, %s)\n", checkpoint.c_str(),
-               static_cast<long>(manifest.step), static_cast<long>(model.num_parameters()),
+  spdlog::info("meap generate: {} (step {}, {} parameters, {})", checkpoint, manifest.step,
+               model.num_parameters(),
                options.greedy ? "greedy"
                               : str_cat("temperature ", options.temperature, ", top-k ",
-                                        options.top_k, ", seed ", options.seed)
-                                    .c_str());
+                                        options.top_k, ", seed ", options.seed));
 
   std::vector<int32_t> context{tokenizer.eos_id()};
   const std::vector<int32_t> prompt_ids = tokenizer.encode(prompt);
@@ -211,7 +143,7 @@ int generate_command(const Args& args) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const bool ended = !generated.empty() && generated.back() == tokenizer.eos_id();
-  std::fprintf(stderr, "meap generate: %zu prompt tokens, %zu new tokens (%s), %.1f tok/s\n",
+  spdlog::info("meap generate: {} prompt tokens, {} new tokens ({}), {:.1f} tok/s",
                prompt_ids.size(), generated.size(), ended ? "stopped at EOS" : "max-new-tokens",
                seconds > 0 ? generated.size() / seconds : 0.0);
   return 0;

@@ -2,70 +2,43 @@
 // `meap train CONFIG` starts from, as a step-0 checkpoint. An outside reference trains from
 // the same weights (scripts/compare_with_torch.sh), and `checkpoint.init_from` makes a meap
 // run on any device start from them too.
-#include <cstdio>
 #include <filesystem>
 #include <string>
-#include <vector>
 
-#include "cli/commands.hpp"
+#include <spdlog/spdlog.h>
+
+#include "cli/command_line.hpp"
 #include "meap/backend/backend.hpp"
-#include "meap/train/checkpoint.hpp"
-#include "meap/train/config.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
+#include "meap/core/staged_directory.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/model/llama_io.hpp"
-#include "meap/core/staged_directory.hpp"
+#include "meap/train/checkpoint.hpp"
+#include "meap/train/config.hpp"
 
 namespace fs = std::filesystem;
 
 namespace meap::cli {
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: meap init CONFIG.yaml [section.key=value ...] --out CHECKPOINT_DIR [--force]\n"
-    "\n"
-    "Writes the weights a fresh `meap train CONFIG` (same overrides) starts from as a\n"
-    "checkpoint at step 0: manifest.json (the effective config), model.safetensors (fp32,\n"
-    "meap's tensor names) and a copy of data.tokenizer when it exists. The weights are the\n"
-    "normal init of run.seed and model.init_std, or, when checkpoint.init_from is set, that\n"
-    "checkpoint's. `checkpoint.init_from=CHECKPOINT_DIR` starts a run from them on any\n"
-    "device; an outside reference (tests/reference/train_reference.py) reads\n"
-    "model.safetensors.\n"
-    "\n"
-    "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
-    "  --force     replace an existing DIR (only once the new one is complete)\n";
-
-}  // namespace
-
 int init_command(const Args& args) {
-  std::string config_path, out;
-  std::vector<std::string> overrides;
+  CommandLine cli(
+      "meap init",
+      "Writes the weights a fresh `meap train CONFIG` (same overrides) starts from as a\n"
+      "checkpoint at step 0: manifest.json (the effective config), model.safetensors (fp32,\n"
+      "meap's tensor names) and a copy of data.tokenizer when it exists.",
+      "The weights are the normal init of run.seed and model.init_std, or, when\n"
+      "checkpoint.init_from is set, that checkpoint's. `checkpoint.init_from=CHECKPOINT_DIR`\n"
+      "starts a run from them on any device; an outside reference\n"
+      "(tests/reference/train_reference.py) reads model.safetensors.");
+  ConfigArgs config;
+  std::string out;
   bool force = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--out") {
-      if (i + 1 >= args.size()) fail("--out needs a value (see meap init --help)");
-      out = args[++i];
-    } else if (a == "--force") {
-      force = true;
-    } else if (a.rfind("--", 0) == 0) {
-      fail("unknown option '", a, "' (see meap init --help)");
-    } else if (config_path.empty()) {
-      config_path = a;
-    } else {
-      overrides.push_back(a);
-    }
-  }
-  if (config_path.empty() || out.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
-  const Config cfg = load_config(config_path, overrides);
+  cli.add_config(config);
+  cli.add_out(out, "the checkpoint directory to create (refused if it exists,\nunless --force)");
+  cli.add_force(force, "replace an existing DIR (only once the new one is complete)");
+  if (const auto done = cli.parse(args)) return *done;
+  const Config cfg = load_config(config.path, config.overrides);
 
   // The init is a pure function of the seed and writes the fp32 master, so the CPU in fp32
   // gives the weights of any device's run; a (1, 1) batch keeps the activations trivial.
@@ -91,8 +64,7 @@ int init_command(const Args& args) {
   manifest.seed = cfg.run.seed;
   write_checkpoint_manifest(dir.string(), manifest);
   const std::string final_dir = staged.commit();
-  std::fprintf(stderr, "meap init: %ld parameters (%s) -> %s%s\n",
-               static_cast<long>(model.num_parameters()), source.c_str(), final_dir.c_str(),
+  spdlog::info("meap init: {} parameters ({}) -> {}{}", model.num_parameters(), source, final_dir,
                has_tokenizer ? "" : " (no tokenizer copied: data.tokenizer does not exist)");
   return 0;
 }

@@ -2,7 +2,7 @@
 // starts -- parameter counts, training FLOPs per token, and memory per device.
 #include <cstdio>
 
-#include "cli/commands.hpp"
+#include "cli/command_line.hpp"
 #include "meap/backend/backend.hpp"
 #include "meap/core/human_format.hpp"
 #include "meap/train/config.hpp"
@@ -11,16 +11,16 @@
 namespace meap::cli {
 
 int inspect_command(const Args& args) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::printf(
-        "usage: meap inspect CONFIG.yaml [section.key=value ...]\n\n"
-        "Prints the model's parameter count (total and non-embedding), the training FLOPs\n"
-        "per token (6 N + 12 L T C), and the memory a training step needs per device for\n"
-        "the configured micro-batch in the configured train.precision (weights, fp32 master\n"
-        "copy under bf16, gradients, AdamW moments, activations under train.recompute).\n");
-    return args.empty() ? 2 : 0;
-  }
-  const Config cfg = load_config(args[0], Args(args.begin() + 1, args.end()));
+  CommandLine cli(
+      "meap inspect",
+      "Prints the model's parameter count (total and non-embedding), the training FLOPs\n"
+      "per token (6 N + 12 L T C), and the memory a training step needs per device for\n"
+      "the configured micro-batch in the configured train.precision (weights, fp32 master\n"
+      "copy under bf16, gradients, AdamW moments, activations under train.recompute).");
+  ConfigArgs config;
+  cli.add_config(config);
+  if (const auto done = cli.parse(args)) return *done;
+  const Config cfg = load_config(config.path, config.overrides);
   const ModelConfig& m = cfg.model;
   const int64_t B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
   // The device a run of this config would use, without starting a backend (a GPU config is
@@ -40,7 +40,7 @@ int inspect_command(const Args& args) {
                              adam_bytes + plan.activation_bytes;
   const int64_t accumulation = cfg.train.global_batch_size / cfg.train.micro_batch_size;
 
-  std::printf("config            %s\n", args[0].c_str());
+  std::printf("config            %s\n", config.path.c_str());
   std::printf("model             dim %ld, %ld layers, %ld heads (%ld kv, head dim %ld), ffn %ld, "
               "vocab %ld, %s head\n",
               m.dim, m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim(), m.ffn_dim, m.vocab_size,

@@ -4,79 +4,21 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
-#include "cli/commands.hpp"
-#include "meap/core/human_format.hpp"
+#include <spdlog/spdlog.h>
+
+#include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
+#include "meap/core/human_format.hpp"
 #include "meap/data/prepare.hpp"
 
 namespace meap::cli {
 
 namespace {
-
-constexpr const char* kUsage =
-    "usage: meap prepare --out DIR [options] INPUT...\n"
-    "\n"
-    "Turns a text corpus into a tokenizer plus train/val token shards for `meap train`.\n"
-    "\n"
-    "INPUT is a plain text file (documents separated by blank lines), a .jsonl file (one\n"
-    "{\"text\": ...} object per line, one document each) or a directory (every file below it,\n"
-    "sorted by path, hidden ones skipped). Each document is encoded and followed by EOS.\n"
-    "\n"
-    "options:\n"
-    "  --out DIR             output directory (created): tokenizer.model, tokenizer.vocab\n"
-    "                        (or tokenizer.json),\n"
-    "                        train-00000.bin ..., val-00000.bin ..., prepare.json\n"
-    "  --vocab-size N        train a BPE tokenizer of N pieces, reserved ids included\n"
-    "                        (default 4096)\n"
-    "  --tokenizer FILE      use this tokenizer instead of training one: a SentencePiece\n"
-    "                        model (copied to DIR/tokenizer.model) or a Hugging Face\n"
-    "                        byte-level BPE tokenizer.json (copied to DIR/tokenizer.json)\n"
-    "  --val-fraction F      share of documents held out for validation, in [0, 1)\n"
-    "                        (default 0.01); chosen by a hash of (seed, document number)\n"
-    "  --shard-tokens N      at most N tokens per shard file (default 100000000)\n"
-    "  --threads N           encoding threads (default: all cores); the output is the same\n"
-    "                        bit for bit whatever N is\n"
-    "  --seed S              seed of the validation split (default 1234)\n"
-    "  --tokenizer-sample-bytes N\n"
-    "                        train the tokenizer on at most about N bytes of text, sampled\n"
-    "                        evenly over the corpus (default 1073741824)\n"
-    "  --force               replace the output of an earlier run in DIR (its prepare.json\n"
-    "                        and shards); without it an existing DIR/prepare.json is refused\n"
-    "  --sft                 prepare supervised fine-tuning data instead (JSONL records ->\n"
-    "                        SFT shards; see meap prepare --sft --help)\n"
-    "  -h, --help            this text\n"
-    "\n"
-    "Details (document rules, split, outputs): docs/data.md.\n";
-
-template <class T>
-T parse_integer(const std::string& option, const std::string& text) {
-  T value{};
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end)
-    fail(option, " expects a non-negative integer, got '", text, "'");
-  return value;
-}
-
-double parse_double(const std::string& option, const std::string& text) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used == text.size() && std::isfinite(v)) return v;
-  } catch (const std::exception&) {
-  }
-  fail(option, " expects a number, got '", text, "'");
-}
-
-
-
 
 // Encoding progress on stderr: a redrawn bar at most 4 times a second on a terminal, a log
 // line every 10% otherwise (so logs of batch jobs stay short).
@@ -107,9 +49,8 @@ class ProgressBar {
       const int decile = static_cast<int>(frac * 10);
       if (decile <= last_decile_) return;
       last_decile_ = decile;
-      std::fprintf(stderr, "meap prepare: encoded %3d%%: %s tokens, %s tok/s, ETA %s\n",
-                   decile * 10, human_count(p.tokens).c_str(), human_count(rate).c_str(),
-                   human_duration(eta).c_str());
+      spdlog::info("meap prepare: encoded {:3}%: {} tokens, {} tok/s, ETA {}", decile * 10,
+                   human_count(p.tokens), human_count(rate), human_duration(eta));
     }
   }
 
@@ -137,76 +78,59 @@ std::string shard_names(const std::vector<ShardEntry>& shards) {
 }  // namespace
 
 int prepare_command(const Args& args) {
-  if (args.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  // `meap prepare --sft ...` is its own command line (prepare_sft.cpp).
   if (const auto sft = std::find(args.begin(), args.end(), "--sft"); sft != args.end()) {
     Args rest(args.begin(), sft);
     rest.insert(rest.end(), sft + 1, args.end());
     return prepare_sft_command(rest);
   }
+  CommandLine cli(
+      "meap prepare",
+      "Turns a text corpus into a tokenizer plus train/val token shards for `meap train`.",
+      "Each document is encoded and followed by EOS. Details (document rules, split,\n"
+      "outputs): docs/data.md.");
   PrepareOptions o;
-  bool vocab_given = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (arg == "--") {
-      o.inputs.insert(o.inputs.end(), args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    }
-    if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
-      o.inputs.push_back(arg);
-      continue;
-    }
-    if (arg == "--force") {
-      o.force = true;
-      continue;
-    }
-    // --name=value or --name value
-    std::string value;
-    if (const size_t eq = arg.find('='); eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      fail(arg, " needs a value (see meap prepare --help)");
-    }
-    if (arg == "--out") {
-      o.out_dir = value;
-    } else if (arg == "--vocab-size") {
-      o.vocab_size = parse_integer<int32_t>(arg, value);
-      vocab_given = true;
-    } else if (arg == "--tokenizer") {
-      o.tokenizer = value;
-    } else if (arg == "--val-fraction") {
-      o.val_fraction = parse_double(arg, value);
-    } else if (arg == "--shard-tokens") {
-      o.shard_tokens = parse_integer<uint64_t>(arg, value);
-    } else if (arg == "--threads") {
-      o.threads = parse_integer<int>(arg, value);
-      if (o.threads == 0) fail("--threads must be at least 1");
-    } else if (arg == "--seed") {
-      o.seed = parse_integer<uint64_t>(arg, value);
-    } else if (arg == "--tokenizer-sample-bytes") {
-      o.tokenizer_sample_bytes = parse_integer<uint64_t>(arg, value);
-    } else {
-      fail("unknown option '", arg, "' (see meap prepare --help)");
-    }
-  }
-  if (o.out_dir.empty()) fail("--out DIR is required (see meap prepare --help)");
-  if (o.inputs.empty()) fail("no INPUT given: name the text, JSONL files or directories to read");
-  if (vocab_given && !o.tokenizer.empty())
-    fail("give either --vocab-size (train a tokenizer) or --tokenizer (use one), not both");
+  cli.add_positional("INPUT", o.inputs,
+                     "a plain text file (documents separated by blank lines), a .jsonl file\n"
+                     "(one {\"text\": ...} object per line, one document each) or a directory\n"
+                     "(every file below it, sorted by path, hidden ones skipped)");
+  cli.add_out(o.out_dir,
+              "output directory (created): tokenizer.model, tokenizer.vocab\n"
+              "(or tokenizer.json), train-00000.bin ..., val-00000.bin ..., prepare.json");
+  CLI::Option* vocab = cli.add_option("--vocab-size", o.vocab_size, "N",
+                                      "train a BPE tokenizer of N pieces, reserved ids included\n"
+                                      "(default 4096)");
+  cli.add_tokenizer(o.tokenizer,
+                    "use this tokenizer instead of training one: a SentencePiece\n"
+                    "model (copied to DIR/tokenizer.model) or a Hugging Face\n"
+                    "byte-level BPE tokenizer.json (copied to DIR/tokenizer.json)")
+      ->excludes(vocab);
+  cli.add_option("--val-fraction", o.val_fraction, "F",
+                 "share of documents held out for validation, in [0, 1)\n"
+                 "(default 0.01); chosen by a hash of (seed, document number)");
+  cli.add_option("--shard-tokens", o.shard_tokens, "N",
+                 "at most N tokens per shard file (default 100000000)");
+  cli.add_option("--threads", o.threads, "N",
+                 "encoding threads, >= 1 (default: all cores); the output is the same\n"
+                 "bit for bit whatever N is")
+      ->check(at_least(1));
+  cli.add_option("--seed", o.seed, "S", "seed of the validation split (default 1234)");
+  cli.add_option("--tokenizer-sample-bytes", o.tokenizer_sample_bytes, "N",
+                 "train the tokenizer on at most about N bytes of text, sampled\n"
+                 "evenly over the corpus (default 1073741824)");
+  cli.add_force(o.force,
+                "replace the output of an earlier run in DIR (its prepare.json\n"
+                "and shards); without it an existing DIR/prepare.json is refused");
+  bool sft = false;  // listed in --help; handled above
+  cli.app().add_flag("--sft", sft,
+                     "prepare supervised fine-tuning data instead (JSONL records ->\n"
+                     "SFT shards; see meap prepare --sft --help)");
+  if (const auto done = cli.parse(args)) return *done;
 
   ProgressBar bar;
   o.on_message = [&](const std::string& m) {
     bar.end_line();
-    std::fprintf(stderr, "meap prepare: %s\n", m.c_str());
+    spdlog::info("meap prepare: {}", m);
   };
   o.on_progress = [&](const PrepareProgress& p) { bar.update(p); };
   const PrepareSummary s = prepare_corpus(o);

@@ -1,14 +1,16 @@
-// `meap train CONFIG.yaml [section.key=value ...] [--resume]`: pre-train (MEAP or NTP).
+// `meap train CONFIG.yaml [section.key=value ...] [--resume [--allow-config-change]]`: pre-train (MEAP or NTP).
 // SIGTERM / SIGINT finish the current step, write a checkpoint and exit 0; a second
 // SIGINT stops at once.
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
-#include "cli/commands.hpp"
-#include "meap/dist/communicator.hpp"
+#include "cli/command_line.hpp"
 #include "meap/core/error.hpp"
+#include "meap/core/log.hpp"
+#include "meap/dist/communicator.hpp"
 #include "meap/train/config.hpp"
 #include "meap/train/trainer.hpp"
 
@@ -29,44 +31,39 @@ void on_signal(int sig) {
 }  // namespace
 
 int train_command(const Args& args) {
-  std::string config_path;
-  std::vector<std::string> overrides;
+  CommandLine cli("meap train", "Trains the model of CONFIG (docs/configs.md) on its shards.",
+                  "Writes metrics.jsonl, config.yaml, checkpoints/step-*/ and logs/rank-N.log\n"
+                  "(every rank's own log) under run.out_dir. Rank 0 logs to the console.\n"
+                  "SIGTERM or Ctrl-C: the current step finishes, a checkpoint is written, exit 0.");
+  ConfigArgs config_args;
   TrainerOptions options;
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: meap train CONFIG.yaml [section.key=value ...] [--resume [--allow-config-change]]\n\n"
-          "Trains the model of CONFIG (docs/configs.md) on its shards, writing metrics.jsonl,\n"
-          "config.yaml and checkpoints/step-*/ under run.out_dir.\n\n"
-          "  --resume   continue from the latest complete checkpoint in run.out_dir (starts\n"
-          "             from scratch when there is none); a config that changes more than\n"
-          "             the safe keys (max_steps, intervals, device, precision, ...) is\n"
-          "             refused with the list of changes\n"
-          "  --allow-config-change   with --resume: accept such changes (they are recorded\n"
-          "             in the checkpoints' manifests)\n\n"
-          "SIGTERM or Ctrl-C: the current step finishes, a checkpoint is written, exit 0.\n");
-      return 0;
-    }
-    if (a == "--resume") {
-      options.resume = true;
-    } else if (a == "--allow-config-change") {
-      options.allow_config_change = true;
-    } else if (a.rfind("--", 0) == 0) {
-      fail("unknown option '", a, "' (see meap train --help)");
-    } else if (config_path.empty()) {
-      config_path = a;
-    } else {
-      overrides.push_back(a);
-    }
+  cli.add_config(config_args);
+  cli.app().add_flag("--resume", options.resume,
+                     "continue from the latest complete checkpoint in run.out_dir\n"
+                     "(starts from scratch when there is none); a config that changes\n"
+                     "more than the safe keys (max_steps, intervals, device, precision,\n"
+                     "...) is refused with the list of changes (docs/training.md)");
+  cli.app()
+      .add_flag("--allow-config-change", options.allow_config_change,
+                "with --resume: accept such changes (recorded in the checkpoints'\n"
+                "manifests)")
+      ->needs("--resume");
+  if (const auto done = cli.parse(args)) return *done;
+
+  const Config config = load_config(config_args.path, config_args.overrides);
+  try {
+    log_to_rank_file((std::filesystem::path(config.run.out_dir) / "logs").string());
+  } catch (const Error& e) {
+    fail("run.out_dir '", config.run.out_dir, "': ", e.what());
   }
-  if (config_path.empty()) fail("missing CONFIG.yaml (see meap train --help)");
-  const Config config = load_config(config_path, overrides);
-  spdlog::info("effective config ({}):\n{}", config_path, config_to_yaml(config));
+  spdlog::info("effective config ({}):\n{}", config_args.path, config_to_yaml(config));
 
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   options.stop_requested = [] { return g_stop != 0; };
   const TrainResult r = train(config, options);
+  // The result on stdout, once per job (scripts/train.sh reads "checkpoint: PATH").
+  if (discover_rank().rank != 0) return 0;
   std::printf("%s after step %ld: train loss %.4f", r.interrupted ? "stopped" : "finished",
               static_cast<long>(r.final_step), r.last_train_loss);
   if (r.last_val_loss >= 0) std::printf(", val loss %.4f", r.last_val_loss);

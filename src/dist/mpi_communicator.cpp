@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -25,12 +24,7 @@ class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(double timeout_s)
       : watchdog_(timeout_s, [this, timeout_s](const std::string& what) {
-          std::fprintf(stderr,
-                       "meap: rank %d: collective '%s' did not complete within %.0f s "
-                       "(dist.timeout_s): another rank died or hangs; aborting\n",
-                       rank_, what.c_str(), timeout_s);
-          std::fflush(stderr);
-          std::_Exit(1);
+          abort_on_collective_timeout(rank_, what, timeout_s);
         }) {
     int initialized = 0;
     MEAP_MPI_CHECK(MPI_Initialized(&initialized));

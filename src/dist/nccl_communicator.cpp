@@ -12,8 +12,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -95,12 +93,7 @@ class NcclCommunicator final : public Communicator {
       // A rank that died before the broadcast would hang the others: the same watchdog as
       // every MPI collective ends the process.
       CollectiveWatchdog dog(timeout_s_, [this](const std::string& what) {
-        std::fprintf(stderr,
-                     "meap: rank %d: collective '%s' did not complete within %.0f s "
-                     "(dist.timeout_s): another rank died or hangs; aborting\n",
-                     rank_, what.c_str(), timeout_s_);
-        std::fflush(stderr);
-        std::_Exit(1);
+        abort_on_collective_timeout(rank_, what, timeout_s_);
       });
       CollectiveWatchdog::Armed armed(dog, "NCCL unique id broadcast");
       MEAP_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));

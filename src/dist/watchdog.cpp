@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+
+#include <spdlog/spdlog.h>
 
 #include "meap/dist/communicator.hpp"
 
@@ -64,6 +67,14 @@ CollectiveInFlight::CollectiveInFlight(const char* what) {
 }
 
 CollectiveInFlight::~CollectiveInFlight() { g_in_flight.store(nullptr); }
+
+void abort_on_collective_timeout(int rank, const std::string& what, double timeout_s) {
+  spdlog::critical("rank {}: collective '{}' did not complete within {:.0f} s (dist.timeout_s): "
+                   "another rank died or hangs; aborting",
+                   rank, what, timeout_s);
+  spdlog::default_logger()->flush();
+  std::_Exit(1);
+}
 
 void CollectiveWatchdog::set_rank(int rank) { g_rank.store(rank); }
 

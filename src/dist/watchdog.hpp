@@ -23,6 +23,10 @@ class CollectiveInFlight {
   CollectiveInFlight& operator=(const CollectiveInFlight&) = delete;
 };
 
+// The answer to a collective that outlived dist.timeout_s where it cannot be cancelled: logs
+// which one (the console and this rank's log file, core/log.hpp) and ends the process.
+[[noreturn]] void abort_on_collective_timeout(int rank, const std::string& what, double timeout_s);
+
 class CollectiveWatchdog {
  public:
   CollectiveWatchdog(double timeout_s, std::function<void(const std::string&)> on_timeout);

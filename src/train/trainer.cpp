@@ -58,7 +58,7 @@ class Trainer {
         opt_(opt),
         comm_(make_communicator(cfg.dist.timeout_s, resolve_device(cfg.train.device))),
         main_rank_(comm_->rank() == 0),
-        quiet_(opt.quiet || !main_rank_),
+        quiet_(opt.quiet),  // every rank logs: its own file; rank 0 the console (core/log.hpp)
         micro_(cfg.train.micro_batch_size),
         T_(cfg.data.seq_len),
         run_dir_(cfg.run.out_dir) {

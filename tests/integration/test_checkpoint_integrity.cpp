@@ -194,7 +194,7 @@ TEST_CASE("train: an unusable run.out_dir is named", "[trainer][config]") {
   std::string log = run_and_log({"train", (d.path / "config.yaml").string()}, d.path / "1.log",
                                 &status);
   CHECK(status == "exit code 1");
-  CHECK_THAT(log, Contains("run.out_dir") && Contains("not a directory"));
+  CHECK_THAT(log, Contains("run.out_dir") && Contains("not a directory", Catch::CaseSensitive::No));
   CHECK_THAT(log, !Contains("internal error"));
   write_text(d.path / "config.yaml", micro_config_yaml(d.path / "a-file" / "below"));
   log = run_and_log({"train", (d.path / "config.yaml").string()}, d.path / "2.log", &status);

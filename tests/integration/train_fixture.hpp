@@ -320,6 +320,13 @@ inline std::vector<nlohmann::json> loss_lines(const fs::path& run_dir) {
   return out;
 }
 
+// How often needle occurs in text (a summary printed once, not once per rank).
+inline size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 inline size_t count_lines(const fs::path& p) {
   std::ifstream in(p);
   size_t n = 0;

@@ -310,3 +310,25 @@ TEST_CASE("mpi: bucketed all-reduce during the backward gives the same training 
             fs::path(*meap::latest_checkpoint((d.path / "buckets").string())) /
                 "model.safetensors") == 0.0);
 }
+
+TEST_CASE("mpi: rank 0 alone speaks on the console, without colour, and every rank keeps its log",
+          "[mpi]") {
+  ScratchDir d("mpi-logging");
+  const fs::path config = write_micro_config(d.path);
+  run_ranks(2, {"train", config.string(), "train.max_steps=2"}, d.path / "job.log");
+  const std::string job = slurp(d.path / "job.log");
+  INFO(job);
+  // mpirun hands its ranks a pseudo-terminal even though this log is a file.
+  CHECK(job.find("\x1b[") == std::string::npos);
+  CHECK(occurrences(job, "finished after step 2") == 1);
+  CHECK(occurrences(job, "effective config") == 1);
+  CHECK(occurrences(job, "optimizer state: ") == 1);
+  for (const int rank : {0, 1}) {
+    const std::string file =
+        slurp(d.path / "run" / "logs" / ("rank-" + std::to_string(rank) + ".log"));
+    INFO("rank-" << rank << ".log:\n" << file);
+    CHECK(file.find("\x1b[") == std::string::npos);
+    CHECK(occurrences(file, "effective config") == 1);
+    CHECK(occurrences(file, "step      2/2 | loss") == 1);
+  }
+}

@@ -117,9 +117,9 @@ def main():
     p = run(MEAP, "batches", config, "--out", bad, expect=2)
     check("usage: meap batches" in p.stderr and not os.path.exists(bad),
           "meap batches without --steps prints its usage (exit 2)")
-    p = run(MEAP, "batches", config, "--steps", "0", "--out", bad, expect=1)
-    check("--steps expects an integer >= 1" in p.stderr, "meap batches --steps 0 is refused")
-    p = run(MEAP, "init", config, "--out", os.path.join(WORK, "x"), "--bogus", expect=1)
+    p = run(MEAP, "batches", config, "--steps", "0", "--out", bad, expect=2)
+    check("--steps: expects an integer >= 1" in p.stderr, "meap batches --steps 0 is refused")
+    p = run(MEAP, "init", config, "--out", os.path.join(WORK, "x"), "--bogus", expect=2)
     check("unknown option '--bogus'" in p.stderr, "meap init refuses an unknown option")
     p = run(MEAP, "batches", config, "data.train=/nonexistent/*.bin", "--steps", 1, "--out", bad,
             expect=1)

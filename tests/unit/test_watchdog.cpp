@@ -2,15 +2,22 @@
 // the collective, when one outlives dist.timeout_s.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "dist/watchdog.hpp"
+#include "meap/core/log.hpp"
 #include "meap/dist/communicator.hpp"
 
 using meap::CollectiveWatchdog;
@@ -82,4 +89,31 @@ TEST_CASE("a signal during (or before) a collective names it on stderr", "[dist]
   CHECK(before.find("checkpoint barrier") == std::string::npos);
   const std::string quiet = captured_stderr([&] { CollectiveWatchdog::Armed armed(dog, "x"); });
   CHECK(quiet.empty());
+}
+
+TEST_CASE("a collective past its timeout ends the process, said in this rank's log file",
+          "[dist]") {
+  const std::string dir = "/tmp/meap_watchdog_log-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // as a rank of mpirun: the console takes warnings, the file everything
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 2);
+    meap::setup_logging(1, true);
+    meap::log_to_rank_file(dir);
+    spdlog::info("step 7");
+    meap::abort_on_collective_timeout(1, "gradient all-reduce", 60);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  std::ifstream in(dir + "/rank-1.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(log);
+  CHECK(log.find("[info] step 7") != std::string::npos);
+  CHECK(log.find("[critical] rank 1: collective 'gradient all-reduce' did not complete within "
+                 "60 s (dist.timeout_s)") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
