@@ -25,6 +25,8 @@ constexpr Command kCommands[] = {
      "CONFIG.yaml [key=value ...] --out DIR  the weights a run starts from (step-0 checkpoint)"},
     {"generate", meap::cli::generate_command,
      "CHECKPOINT_DIR --prompt TEXT [options]  sample a continuation from a trained model"},
+    {"eval", meap::cli::eval_command,
+     "CHECKPOINT_OR_RUN_DIR --tasks ppl,niah,mdqa,attn [--out FILE]  evaluate a checkpoint"},
     {"export", meap::cli::export_command,
      "CHECKPOINT_DIR --out DIR [--dtype fp32|bf16]  Hugging Face LlamaForCausalLM directory"},
     {"import", meap::cli::import_command,

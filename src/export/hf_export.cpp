@@ -53,11 +53,14 @@ nlohmann::json special_token_entry(const std::string& content) {
 // tokenizer.model plus the two JSON files transformers' LlamaTokenizer(Fast) reads.
 // meap's SentencePiece model has no dummy prefix and identity normalisation, hence
 // add_prefix_space false and legacy true (plain SentencePiece encoding); documents are
-// separated by EOS and BOS is never trained, hence add_bos_token false.
+// separated by EOS and BOS is never trained, hence add_bos_token false -- and the declared
+// bos_token is EOS: tools that start a sequence with "the BOS" (lm-evaluation-harness's
+// rolling windows and empty contexts) then start it with the token every training document
+// follows (docs/eval.md).
 void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
   fs::copy_file(tok.path(), dir / "tokenizer.model");
   fsync_file((dir / "tokenizer.model").string());
-  nlohmann::json specials = {{"bos_token", tok.piece(tok.bos_id())},
+  nlohmann::json specials = {{"bos_token", tok.piece(tok.eos_id())},
                              {"eos_token", tok.piece(tok.eos_id())},
                              {"mask_token", kMaskPiece}};
   if (tok.unk_id() >= 0) specials["unk_token"] = tok.piece(tok.unk_id());
@@ -161,7 +164,7 @@ HfExportResult export_hf(const HfExportOptions& opt) {
   }
 
   HfSpecialTokens special;
-  special.bos = tok.bos_id();
+  special.bos = tok.eos_id();  // the document-start token meap trains with (see above)
   special.eos = tok.eos_id();
   special.pad = tok.pad_id();
   special.unk = tok.unk_id();
