@@ -52,11 +52,11 @@ nlohmann::json special_token_entry(const std::string& content) {
 
 // tokenizer.model plus the two JSON files transformers' LlamaTokenizer(Fast) reads.
 // meap's SentencePiece model has no dummy prefix and identity normalisation, hence
-// add_prefix_space false and legacy true (plain SentencePiece encoding); documents are
-// separated by EOS and BOS is never trained, hence add_bos_token false -- and the declared
-// bos_token is EOS: tools that start a sequence with "the BOS" (lm-evaluation-harness's
-// rolling windows and empty contexts) then start it with the token every training document
-// follows (docs/eval.md).
+// add_prefix_space false and legacy true (plain SentencePiece encoding). Documents are
+// separated by EOS and BOS is never trained, so the declared bos_token is EOS: the
+// tokenizer starts a text with it (add_bos_token), as `meap generate` and `meap eval` start
+// a context, and tools that start a sequence with "the BOS" (lm-evaluation-harness's rolling
+// windows and empty contexts) use the token every training document follows (docs/eval.md).
 void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
   fs::copy_file(tok.path(), dir / "tokenizer.model");
   fsync_file((dir / "tokenizer.model").string());
@@ -71,7 +71,7 @@ void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t ma
     if (id >= 0) added[std::to_string(id)] = special_token_entry(tok.piece(id));
   nlohmann::json config = specials;
   config["tokenizer_class"] = "LlamaTokenizer";
-  config["add_bos_token"] = false;
+  config["add_bos_token"] = true;  // the declared BOS: EOS, the document start
   config["add_eos_token"] = false;
   config["add_prefix_space"] = false;
   config["legacy"] = true;
