@@ -43,7 +43,8 @@ int eval_command(const Args& args) {
   app.add_option("--max-text-tokens", o.max_text_tokens, "read at most N tokens of text (0 = all)");
   app.add_option("--ppl-seq-len", o.ppl_seq_len, "ppl window (default max_seq_len)");
   app.add_option("--niah-lengths", o.niah.lengths,
-                 "context lengths in tokens (default max_seq_len x 1/4, 1/2, 3/4, 1)")
+                 "context lengths in tokens (default max_seq_len x 1/4, 1/2, 3/4, 1, those long "
+                 "enough for the needles and question)")
       ->delimiter(',');
   app.add_option("--niah-depths", o.niah.depths, "needle depths in [0, 1] (default 0,.25,.5,.75,1)")
       ->delimiter(',');

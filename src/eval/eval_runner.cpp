@@ -128,8 +128,15 @@ nlohmann::json run_eval(const EvalOptions& o) {
 
   NiahOptions niah = o.niah;
   niah.seed = o.seed;
-  if (niah.lengths.empty())
-    for (int k = 1; k <= 4; ++k) niah.lengths.push_back(max_len * k / 4);
+  if (niah.lengths.empty()) {
+    // max_seq_len x 1/4 .. 4/4, leaving out lengths too short for the needles and question.
+    const int64_t shortest = niah_min_length(codec, niah);
+    for (int k = 1; k <= 4; ++k)
+      if (max_len * k / 4 >= shortest) niah.lengths.push_back(max_len * k / 4);
+    if (niah.lengths.empty() && wants("niah"))
+      fail("the model's max_seq_len ", max_len, " is too short for NIAH items with these "
+           "options: they need about ", shortest, " tokens");
+  }
   for (int64_t l : niah.lengths)
     if (l > max_len) fail("--niah-lengths: ", l, " exceeds the model's max_seq_len ", max_len);
   if (niah.depths.empty()) niah.depths = {0.0, 0.25, 0.5, 0.75, 1.0};

@@ -34,7 +34,50 @@ std::string join_list(const std::vector<std::string>& xs) {
   return s;
 }
 
+// " text ": a needle as it sits in the haystack, spaces on both sides.
+std::string spaced(const std::string& text) {
+  std::string s = " ";
+  s += text;
+  s += ' ';
+  return s;
+}
+
+// The question ending the context: about keys[0], or about every key in order.
+std::string niah_question(const std::vector<std::string>& keys, bool ask_all) {
+  if (ask_all)
+    return " What are the special magic numbers for " + join_list(keys) +
+           "? The special magic numbers for " + join_list(keys) + " are";
+  return " What is the special magic number for " + keys[0] + "? The special magic number for " +
+         keys[0] + " is";
+}
+
 }  // namespace
+
+int64_t niah_min_length(const TextCodec& codec, const NiahOptions& o) {
+  // The needles, question and answer of the worst case: the keys whose needles encode
+  // longest, values of o.digits digits; then 16 haystack tokens and the seam slack.
+  const std::string value(static_cast<size_t>(std::max<int64_t>(o.digits, 1)), '7');
+  std::vector<std::pair<int64_t, std::string>> by_length;
+  for (const char* key : kKeys)
+    by_length.emplace_back(
+        static_cast<int64_t>(codec.encode(spaced(niah_needle(key, value))).size()), key);
+  std::sort(by_length.rbegin(), by_length.rend());
+  const int64_t k = std::clamp<int64_t>(o.needles, 1, kNumKeys);
+  std::vector<std::string> keys, values;
+  int64_t fixed = 1;
+  for (int64_t n = 0; n < k; ++n) {
+    fixed += by_length[static_cast<size_t>(n)].first;
+    keys.push_back(by_length[static_cast<size_t>(n)].second);
+    values.push_back(value);
+  }
+  int64_t question = 0;
+  for (const auto& [len, key] : by_length)  // ask one: the longest question of any key
+    question = std::max<int64_t>(question, static_cast<int64_t>(codec.encode(niah_question({key}, false)).size()));
+  if (o.ask_all) question = static_cast<int64_t>(codec.encode(niah_question(keys, true)).size());
+  fixed += question + static_cast<int64_t>(
+                          codec.encode(" " + (o.ask_all ? join_list(values) : value)).size());
+  return fixed + 2 + 16;
+}
 
 std::string niah_needle(const std::string& key, const std::string& value) {
   return "The special magic number for " + key + " is " + value + ".";
@@ -78,16 +121,8 @@ std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
           while (std::find(values.begin(), values.end(), v) != values.end());
           values.push_back(v);
         }
-        std::string question, gold;
-        if (o.ask_all) {
-          question = " What are the special magic numbers for " + join_list(keys) +
-                     "? The special magic numbers for " + join_list(keys) + " are";
-          gold = " " + join_list(values);
-        } else {
-          question = " What is the special magic number for " + keys[0] +
-                     "? The special magic number for " + keys[0] + " is";
-          gold = " " + values[0];
-        }
+        const std::string question = niah_question(keys, o.ask_all);
+        const std::string gold = " " + (o.ask_all ? join_list(values) : values[0]);
         // Candidates: gold, the other needles' values (or orders), then random values.
         std::vector<std::string> choices{gold};
         const auto add = [&](const std::string& value) {  // a candidate, after a space
@@ -127,7 +162,7 @@ std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
                         static_cast<int64_t>(codec.encode(gold).size());
         for (int64_t n = 0; n < o.needles; ++n) {
           needle_texts.push_back(niah_needle(keys[n], values[n]));
-          fixed += static_cast<int64_t>(codec.encode(" " + needle_texts.back() + " ").size());
+          fixed += static_cast<int64_t>(codec.encode(spaced(needle_texts.back())).size());
         }
         const int64_t H = length - fixed - 2;  // 2: slack for merges at the seams
         if (H < 4)
@@ -147,7 +182,7 @@ std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
         int64_t prev = 0;
         for (const auto& [pos, n] : at) {
           context += codec.decode(std::vector<int32_t>(hay.begin() + prev, hay.begin() + pos));
-          context += " " + needle_texts[n] + " ";
+          context += spaced(needle_texts[n]);
           prev = pos;
         }
         context += codec.decode(std::vector<int32_t>(hay.begin() + prev, hay.end()));
@@ -183,7 +218,7 @@ std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
           int64_t before = found - 1;  // the start token
           for (const auto& [pos, n] : at) {
             if (n == 0) break;  // needles placed before the asked one
-            before -= static_cast<int64_t>(codec.encode(" " + needle_texts[n] + " ").size());
+            before -= static_cast<int64_t>(codec.encode(spaced(needle_texts[n])).size());
           }
           item.meta["depth_actual"] =
               std::clamp(static_cast<double>(before) / static_cast<double>(H), 0.0, 1.0);

@@ -285,3 +285,23 @@ TEST_CASE("eval: MDQA JSONL in the lost-in-the-middle format", "[eval]") {
   std::fclose(f);
   CHECK_THROWS_WITH(read_mdqa_jsonl(path, o), Catch::Contains(path + ":1"));
 }
+
+TEST_CASE("eval: niah_min_length leaves room for any item of the options", "[eval]") {
+  const ByteCodec codec;
+  const std::vector<int32_t> hay = haystack_tokens(codec, 20000);
+  for (int64_t needles : {1, 3})
+    for (bool ask_all : {false, true}) {
+      NiahOptions o;
+      o.needles = needles;
+      o.ask_all = ask_all;
+      o.depths = {0, 1};
+      o.samples = 30;  // many draws of keys
+      const int64_t min = niah_min_length(codec, o);
+      o.lengths = {min};
+      INFO(needles << " needles, ask_all " << ask_all << ": min " << min);
+      for (const ChoiceItem& item : make_niah_items(hay, codec, o))
+        CHECK(item.meta["haystack_tokens"].get<int64_t>() >= 16);
+      o.lengths = {min - 40};
+      CHECK_THROWS_WITH(make_niah_items(hay, codec, o), Catch::Contains("no room for a haystack"));
+    }
+}

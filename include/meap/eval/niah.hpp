@@ -34,6 +34,10 @@ struct NiahOptions {
 std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
                                         const TextCodec& codec, const NiahOptions& options);
 
+// A context length that leaves at least 16 haystack tokens for any item of these options
+// (the longest-encoding keys): the shortest default NIAH length worth running.
+int64_t niah_min_length(const TextCodec& codec, const NiahOptions& options);
+
 // The needle sentence for a key and value (the generator's and the tests' one definition).
 std::string niah_needle(const std::string& key, const std::string& value);
 
