@@ -109,7 +109,7 @@ def main(argv=None):
         col += 1
     if with_attn:
         ax = fig.add_subplot(grid[row, col])
-        labels = ["masked recv. change", "variance change", "needle share", "uniform share"]
+        labels = ["masked pos.\nreceived chg.", "variance\nchange", "needle\nshare", "uniform\nneedle share"]
         width = 0.8 / len(with_attn)
         for k, i in enumerate(with_attn):
             o = docs[i]["tasks"]["attn"]["overall"]
@@ -118,7 +118,7 @@ def main(argv=None):
             ax.bar([x + k * width for x in range(len(labels))], vals, width, label=names[i])
             summary.append(f"attn {names[i]}: received {100 * o['received_change']:+.1f}%, "
                            f"variance {100 * o['variance_change']:+.1f}%")
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, fontsize=7)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_ylabel("%")
         ax.set_title("attention (mean over layers)", fontsize=9)

@@ -168,7 +168,7 @@ def load_eval_results(paths, run_dirs):
 def eval_columns(results):
     """The headline numbers of a results document, as (name, text) pairs."""
     tasks = results.get("tasks", {})
-    cols = []
+    cols = [("eval step", str(results.get("step", "?")))]
     if "ppl" in tasks:
         cols.append(("ppl bpb", f"{tasks['ppl']['bits_per_byte']:.4f}"))
     if "niah" in tasks:
