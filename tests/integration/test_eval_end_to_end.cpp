@@ -122,6 +122,23 @@ TEST_CASE("meap eval runs every task on a tiny trained checkpoint", "[eval]") {
   }
 }
 
+TEST_CASE("meap eval: multi-needle NIAH asking for every value", "[eval]") {
+  ScratchDir dir("eval-multi");
+  const std::vector<std::string> args = {
+      "eval", eval_run().string(), "--tasks", "niah", "--niah-needles", "2", "--niah-ask", "all",
+      "--niah-lengths", "256", "--niah-depths", "0.25,0.75", "--niah-samples", "1",
+      "--niah-candidates", "4", "--max-text-tokens", "6000", "--no-progress",
+      "--out", (dir.path / "multi.json").string()};
+  const int st = run_meap(args, dir.path / "multi.log", 120);
+  INFO(slurp(dir.path / "multi.log"));
+  REQUIRE(st == 0);
+  const nlohmann::json niah = nlohmann::json::parse(slurp(dir.path / "multi.json"))["tasks"]["niah"];
+  CHECK(niah["ask"] == "all");
+  CHECK(niah["needles"] == 2);
+  CHECK(niah["overall"]["n"] == 2);
+  CHECK(niah["overall"]["chance"].get<double>() == Approx(0.25));
+}
+
 TEST_CASE("meap eval refuses bad options naming them", "[eval]") {
   ScratchDir dir("eval-errors");
   const auto fails_with = [&](std::vector<std::string> args, const std::string& message) {
