@@ -42,6 +42,23 @@ std::string spaced(const std::string& text) {
   return s;
 }
 
+// Haystack tokens [begin, end) as text. The document separators (EOS) of the shards decode
+// to nothing, so they become line breaks: documents stay apart in the text.
+std::string haystack_text(const TextCodec& codec, const std::vector<int32_t>& hay, int64_t begin,
+                          int64_t end) {
+  std::string text;
+  std::vector<int32_t> run;
+  for (int64_t i = begin; i < end; ++i) {
+    if (hay[static_cast<size_t>(i)] == codec.eos_id()) {
+      text += codec.decode(run) + "\n";
+      run.clear();
+    } else {
+      run.push_back(hay[static_cast<size_t>(i)]);
+    }
+  }
+  return text + codec.decode(run);
+}
+
 // The question ending the context: about keys[0], or about every key in order.
 std::string niah_question(const std::vector<std::string>& keys, bool ask_all) {
   if (ask_all)
@@ -181,11 +198,11 @@ std::vector<ChoiceItem> make_niah_items(const std::vector<int32_t>& haystack,
         std::string context;
         int64_t prev = 0;
         for (const auto& [pos, n] : at) {
-          context += codec.decode(std::vector<int32_t>(hay.begin() + prev, hay.begin() + pos));
+          context += haystack_text(codec, hay, prev, pos);
           context += spaced(needle_texts[n]);
           prev = pos;
         }
-        context += codec.decode(std::vector<int32_t>(hay.begin() + prev, hay.end()));
+        context += haystack_text(codec, hay, prev, static_cast<int64_t>(hay.size()));
         context += question;
 
         ChoiceItem item;
