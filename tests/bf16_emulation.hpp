@@ -17,7 +17,7 @@ namespace meap::testing {
 
 class Bf16EmulationBackend final : public Backend {
  public:
-  Bf16EmulationBackend() : cpu_(make_backend("cpu")) {}
+  Bf16EmulationBackend() : cpu_(make_backend(meap::DeviceChoice::cpu)) {}
 
   Device device() const override { return Device::cuda; }
   std::string name() const override { return "bf16-emulation"; }

@@ -12,14 +12,16 @@ namespace meap {
 bool cuda_available() { return false; }
 #endif
 
-Device resolve_device(const std::string& device) {
-  if (device == "cpu") return Device::cpu;
-  if (device == "auto") return cuda_available() ? Device::cuda : Device::cpu;
-  if (device == "cuda") return Device::cuda;
-  fail("unknown device '", device, "' (expected auto, cpu or cuda)");
+Device resolve_device(DeviceChoice device) {
+  switch (device) {
+    case DeviceChoice::cpu: return Device::cpu;
+    case DeviceChoice::cuda: return Device::cuda;
+    case DeviceChoice::auto_: break;
+  }
+  return cuda_available() ? Device::cuda : Device::cpu;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
+std::unique_ptr<Backend> make_backend(DeviceChoice device) {
   if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>();
   if (!cuda_available())
     fail("train.device is 'cuda' but ",

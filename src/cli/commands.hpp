@@ -17,6 +17,7 @@ int import_command(const Args& args);
 int init_command(const Args& args);
 int inspect_command(const Args& args);
 int prepare_command(const Args& args);
+int prepare_sft_command(const Args& args);  // `meap prepare --sft ...`
 int train_command(const Args& args);
 
 }  // namespace meap::cli

@@ -32,7 +32,8 @@ int eval_command(const Args& args) {
   app.add_option("--seed", o.seed, "seed of every generated item and mask (default 1)");
   app.add_option("--device", o.device, "auto | cpu | cuda (default auto)");
   app.add_option("--tokenizer", o.tokenizer,
-                 "SentencePiece model (default CHECKPOINT/tokenizer.model, else data.tokenizer)");
+                 "SentencePiece model or tokenizer.json (default the checkpoint's, else "
+                 "data.tokenizer)");
   app.add_option("--batch-size", o.batch_size, "sequences per forward (default 8)");
   app.add_flag("--no-progress", no_progress, "no progress lines on stderr");
   app.add_flag("--no-greedy", no_greedy, "skip greedy generation (log-likelihood scoring only)");

@@ -40,7 +40,8 @@ constexpr const char* kUsage =
     "                         options give the same text\n"
     "  --greedy               always take the most likely token (ignores temperature,\n"
     "                         top-k and seed)\n"
-    "  --tokenizer MODEL      SentencePiece model (default CHECKPOINT_DIR/tokenizer.model)\n"
+    "  --tokenizer FILE       SentencePiece model or tokenizer.json (default the\n"
+    "                         checkpoint's tokenizer.model or tokenizer.json)\n"
     "  --device D             auto | cpu | cuda (default auto)\n"
     "\n"
     "[MASK] is never sampled. Contexts longer than model.max_seq_len keep their last\n"
@@ -164,10 +165,11 @@ int generate_command(const Args& args) {
   const Config config =
       parse_config(manifest.config_yaml, {}, (fs::path(checkpoint) / "manifest.json").string());
   if (tokenizer_path.empty()) {
-    tokenizer_path = (fs::path(checkpoint) / "tokenizer.model").string();
-    if (!fs::exists(tokenizer_path))
-      fail(checkpoint, " holds no tokenizer.model; pass --tokenizer MODEL (the data.tokenizer "
+    tokenizer_path = find_tokenizer_file(checkpoint);
+    if (tokenizer_path.empty())
+      fail(checkpoint, " holds no tokenizer; pass --tokenizer FILE (the data.tokenizer "
            "the run trained with: ", config.data.tokenizer, ")");
+    verify_checkpoint_file(checkpoint, manifest, fs::path(tokenizer_path).filename().string());
   } else if (!fs::exists(tokenizer_path)) {
     fail("--tokenizer ", tokenizer_path, " does not exist");
   }
@@ -177,14 +179,12 @@ int generate_command(const Args& args) {
          " but the checkpoint's model.vocab_size is ", config.model.vocab_size,
          ": use the tokenizer the run trained with");
 
-  auto backend = make_backend(device);
+  auto backend = make_backend(parse_enum<DeviceChoice>(device, "--device"));
   // The checkpoint holds fp32 master weights whatever the run's train.precision, so any
   // precision can read it: the device's natural one (train.precision=auto), bf16 on CUDA
   // and fp32 on the CPU. The sampler widens bf16 logits to f32.
-  TrainConfig natural;
-  natural.precision = "auto";
   Llama model(config.model, *backend, 1, config.model.max_seq_len,
-              precision_dtype(natural, backend->device()));
+              precision_dtype(Precision::auto_, backend->device()));
   load_checkpoint_tensors(checkpoint, model, Tensor{}, Tensor{});  // master, then working copy
   std::fprintf(stderr, "meap generate: %s (step %ld, %ld parameters, %s)\n", checkpoint.c_str(),
                static_cast<long>(manifest.step), static_cast<long>(model.num_parameters()),

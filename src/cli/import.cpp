@@ -18,7 +18,8 @@ constexpr const char* kUsage =
     "Reads a Hugging Face LlamaForCausalLM directory (config.json and model.safetensors, or\n"
     "a sharded model.safetensors.index.json; F32 or BF16 weights) and writes a meap\n"
     "checkpoint at step 0: manifest.json, model.safetensors (fp32, meap's tensor names) and\n"
-    "the SentencePiece tokenizer.model when HF_DIR has one. `meap generate CHECKPOINT_DIR`\n"
+    "the tokenizer when HF_DIR has one (tokenizer.model, else a byte-level BPE\n"
+    "tokenizer.json). `meap generate CHECKPOINT_DIR`\n"
     "samples from it; `checkpoint.init_from: CHECKPOINT_DIR` in a training config starts a\n"
     "run from its weights.\n"
     "\n"
@@ -26,7 +27,7 @@ constexpr const char* kUsage =
     "[MASK] token, and when the tokenizer lacks one it gets the id after the last piece;\n"
     "when that id is past the model's last row, the embedding (and an untied output head)\n"
     "grow by one row, initialised to the mean of the existing rows. Rows of a vocabulary\n"
-    "padded beyond the tokenizer are cut. Without a tokenizer.model, [MASK] is appended\n"
+    "padded beyond the tokenizer are cut. Without a tokenizer, [MASK] is appended\n"
     "after the model's last row.\n"
     "\n"
     "  --out DIR   the checkpoint directory to create (refused if it exists, unless --force)\n"
@@ -73,9 +74,9 @@ int import_command(const Args& args) {
                static_cast<long>(c.ffn_dim), static_cast<long>(c.vocab_size), rows.c_str(),
                r.out_dir.c_str());
   std::fprintf(stderr, "[MASK] is id %d; %s\n", r.mask_id,
-               r.has_tokenizer ? "tokenizer.model copied"
-                               : "no tokenizer.model in HF_DIR: `meap prepare --tokenizer` "
-                                 "needs a SentencePiece model of this vocabulary");
+               r.has_tokenizer ? (r.tokenizer_file + " copied").c_str()
+                               : "no tokenizer.model or tokenizer.json in HF_DIR: `meap prepare "
+                                 "--tokenizer` needs a tokenizer of this vocabulary");
   return 0;
 }
 

@@ -69,7 +69,7 @@ int init_command(const Args& args) {
 
   // The init is a pure function of the seed and writes the fp32 master, so the CPU in fp32
   // gives the weights of any device's run; a (1, 1) batch keeps the activations trivial.
-  auto backend = make_backend("cpu");
+  auto backend = make_backend(meap::DeviceChoice::cpu);
   Llama model(cfg.model, *backend, 1, 1, DType::f32);
   std::string source = "normal init, run.seed " + std::to_string(cfg.run.seed);
   if (cfg.checkpoint.init_from.empty()) {

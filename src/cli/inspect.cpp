@@ -10,18 +10,6 @@
 
 namespace meap::cli {
 
-namespace {
-
-// The device a run of this config would use, without starting a backend (a GPU config is
-// inspected on a machine without one): train.device, with auto = cuda when available.
-Device planned_device(const TrainConfig& t) {
-  if (t.device == "cuda") return Device::cuda;
-  if (t.device == "auto" && cuda_available()) return Device::cuda;
-  return Device::cpu;
-}
-
-}  // namespace
-
 int inspect_command(const Args& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::printf(
@@ -35,9 +23,11 @@ int inspect_command(const Args& args) {
   const Config cfg = load_config(args[0], Args(args.begin() + 1, args.end()));
   const ModelConfig& m = cfg.model;
   const int64_t B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
-  const Device device = planned_device(cfg.train);
-  const DType dtype = precision_dtype(cfg.train, device);
-  const Recompute recompute = parse_recompute(cfg.train.recompute);
+  // The device a run of this config would use, without starting a backend (a GPU config is
+  // inspected on a machine without one).
+  const Device device = resolve_device(cfg.train.device);
+  const DType dtype = precision_dtype(cfg.train.precision, device);  // refused as train refuses
+  const Recompute recompute = cfg.train.recompute;
   const LlamaMemoryPlan plan = Llama::memory_plan(m, B, T, dtype, recompute);
   const LlamaMemoryPlan kept_all = Llama::memory_plan(m, B, T, dtype, Recompute::none);
 
@@ -77,7 +67,7 @@ int inspect_command(const Args& args) {
   // tests and docs read "activation_bytes N": the exact byte count behind the rounded one.
   std::printf("  activations     %s (train.recompute=%s; activation_bytes %zu",
               human_bytes(plan.activation_bytes).c_str(),
-              std::string(recompute_name(recompute)).c_str(), plan.activation_bytes);
+              std::string(enum_name(recompute)).c_str(), plan.activation_bytes);
   if (recompute != Recompute::none)
     std::printf(", %s without recompute", human_bytes(kept_all.activation_bytes).c_str());
   std::printf(")\n");

@@ -3,6 +3,7 @@
 // the progress).
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -29,12 +30,14 @@ constexpr const char* kUsage =
     "sorted by path, hidden ones skipped). Each document is encoded and followed by EOS.\n"
     "\n"
     "options:\n"
-    "  --out DIR             output directory (created): tokenizer.model, tokenizer.vocab,\n"
+    "  --out DIR             output directory (created): tokenizer.model, tokenizer.vocab\n"
+    "                        (or tokenizer.json),\n"
     "                        train-00000.bin ..., val-00000.bin ..., prepare.json\n"
     "  --vocab-size N        train a BPE tokenizer of N pieces, reserved ids included\n"
     "                        (default 4096)\n"
-    "  --tokenizer MODEL     use this SentencePiece model instead of training one (copied to\n"
-    "                        DIR/tokenizer.model)\n"
+    "  --tokenizer FILE      use this tokenizer instead of training one: a SentencePiece\n"
+    "                        model (copied to DIR/tokenizer.model) or a Hugging Face\n"
+    "                        byte-level BPE tokenizer.json (copied to DIR/tokenizer.json)\n"
     "  --val-fraction F      share of documents held out for validation, in [0, 1)\n"
     "                        (default 0.01); chosen by a hash of (seed, document number)\n"
     "  --shard-tokens N      at most N tokens per shard file (default 100000000)\n"
@@ -46,6 +49,8 @@ constexpr const char* kUsage =
     "                        evenly over the corpus (default 1073741824)\n"
     "  --force               replace the output of an earlier run in DIR (its prepare.json\n"
     "                        and shards); without it an existing DIR/prepare.json is refused\n"
+    "  --sft                 prepare supervised fine-tuning data instead (JSONL records ->\n"
+    "                        SFT shards; see meap prepare --sft --help)\n"
     "  -h, --help            this text\n"
     "\n"
     "Details (document rules, split, outputs): docs/data.md.\n";
@@ -135,6 +140,11 @@ int prepare_command(const Args& args) {
   if (args.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
+  }
+  if (const auto sft = std::find(args.begin(), args.end(), "--sft"); sft != args.end()) {
+    Args rest(args.begin(), sft);
+    rest.insert(rest.end(), sft + 1, args.end());
+    return prepare_sft_command(rest);
   }
   PrepareOptions o;
   bool vocab_given = false;

@@ -35,16 +35,22 @@ int train_command(const Args& args) {
   for (const std::string& a : args) {
     if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: meap train CONFIG.yaml [section.key=value ...] [--resume]\n\n"
+          "usage: meap train CONFIG.yaml [section.key=value ...] [--resume [--allow-config-change]]\n\n"
           "Trains the model of CONFIG (docs/configs.md) on its shards, writing metrics.jsonl,\n"
           "config.yaml and checkpoints/step-*/ under run.out_dir.\n\n"
-          "  --resume   continue from the latest complete checkpoint in run.out_dir\n"
-          "             (starts from scratch when there is none)\n\n"
+          "  --resume   continue from the latest complete checkpoint in run.out_dir (starts\n"
+          "             from scratch when there is none); a config that changes more than\n"
+          "             the safe keys (max_steps, intervals, device, precision, ...) is\n"
+          "             refused with the list of changes\n"
+          "  --allow-config-change   with --resume: accept such changes (they are recorded\n"
+          "             in the checkpoints' manifests)\n\n"
           "SIGTERM or Ctrl-C: the current step finishes, a checkpoint is written, exit 0.\n");
       return 0;
     }
     if (a == "--resume") {
       options.resume = true;
+    } else if (a == "--allow-config-change") {
+      options.allow_config_change = true;
     } else if (a.rfind("--", 0) == 0) {
       fail("unknown option '", a, "' (see meap train --help)");
     } else if (config_path.empty()) {

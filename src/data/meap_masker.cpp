@@ -14,49 +14,6 @@ namespace {
 // the weight-init stream (philox_normal under philox_key(run.seed)) of the same run.
 constexpr uint32_t kMaskDomain = 0x4D454150u;
 
-// 32-bit words of the stream of one sequence, four per Philox block. The counter is
-// (block, epoch, global_index lo, global_index hi): every word is a pure function of
-// (seed, epoch, global_index, word number), whatever thread or rank draws it.
-class SequenceWords {
- public:
-  SequenceWords(PhiloxKey key, uint64_t epoch, uint64_t global_index)
-      : key_(key),
-        counter_{0u, static_cast<uint32_t>(epoch), static_cast<uint32_t>(global_index),
-                 static_cast<uint32_t>(global_index >> 32)} {}
-
-  uint32_t next() {
-    if (lane_ == 4) {
-      block_ = philox4x32(counter_, key_);
-      ++counter_[0];  // at most ~T/2 blocks per sequence: never wraps for T < 2^31
-      lane_ = 0;
-    }
-    return block_[lane_++];
-  }
-
-  // Uniform in [0, range), range in [1, 2^32), exactly unbiased: Lemire's multiply-shift
-  // (ACM TOMACS 2019) rejects the (2^32 mod range) low products that would favour some
-  // values. The rejection probability is < range / 2^32, so for T <= 2048 about one draw in
-  // two million takes a second word.
-  uint32_t below(uint32_t range) {
-    uint64_t m = static_cast<uint64_t>(next()) * range;
-    uint32_t low = static_cast<uint32_t>(m);
-    if (low < range) {
-      const uint32_t threshold = (0u - range) % range;
-      while (low < threshold) {
-        m = static_cast<uint64_t>(next()) * range;
-        low = static_cast<uint32_t>(m);
-      }
-    }
-    return static_cast<uint32_t>(m >> 32);
-  }
-
- private:
-  PhiloxKey key_;
-  PhiloxCounter counter_;
-  PhiloxCounter block_{};
-  int lane_ = 4;
-};
-
 void check_call(int64_t seq_len, uint64_t epoch) {
   if (seq_len <= 0 || seq_len > INT32_MAX - 1)
     fail("MEAP masker: seq_len must be in [1, 2^31 - 1), got ", seq_len);
@@ -112,7 +69,7 @@ void MeapMasker::sample(const int32_t* tokens, int64_t seq_len, uint64_t epoch,
     eligible = scratch.data();
     k = std::min(k, n);
   }
-  SequenceWords words(key_, epoch, global_index);
+  PhiloxWords words(key_, static_cast<uint32_t>(epoch), global_index);
   for (int64_t j = n - k; j < n; ++j) {
     const int64_t t = words.below(static_cast<uint32_t>(j + 1));
     int64_t pos = eligible ? eligible[t] : t;

@@ -345,12 +345,32 @@ void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& fil
   fs::rename(t.model_prefix + ".vocab", dir / "tokenizer.vocab");
 }
 
-// Copies an existing model (and its .vocab, when there is one) into the output directory.
-void copy_tokenizer(const std::string& source, const fs::path& dir) {
-  const fs::path target = dir / "tokenizer.model";
+// The file names of one tokenizer kind in an output directory.
+std::vector<std::string> tokenizer_files(TokenizerKind kind) {
+  if (kind == TokenizerKind::sentencepiece) return {"tokenizer.model", "tokenizer.vocab"};
+  return {"tokenizer.json"};
+}
+
+// Removes what a run with a tokenizer of another kind left in `dir`, so that the directory
+// names one tokenizer only.
+void remove_other_kind(const fs::path& dir, TokenizerKind kind) {
+  const TokenizerKind other =
+      kind == TokenizerKind::sentencepiece ? TokenizerKind::hf_bpe : TokenizerKind::sentencepiece;
+  std::error_code ec;
+  for (const std::string& name : tokenizer_files(other)) fs::remove(dir / name, ec);
+}
+
+// Copies an existing tokenizer into the output directory: a SentencePiece model (and its
+// .vocab, when there is one) as tokenizer.model, a tokenizer.json as tokenizer.json.
+// Returns the copy's path.
+fs::path copy_tokenizer(const std::string& source, const fs::path& dir) {
+  const TokenizerKind kind = Tokenizer::detect_kind(source);
+  remove_other_kind(dir, kind);
+  const fs::path target = dir / tokenizer_files(kind).front();
   std::error_code ec;
   if (!fs::equivalent(source, target, ec))
     fs::copy_file(source, target, fs::copy_options::overwrite_existing);
+  if (kind != TokenizerKind::sentencepiece) return target;
   const fs::path vocab = fs::path(source).replace_extension(".vocab");
   const fs::path vocab_target = dir / "tokenizer.vocab";
   if (fs::is_regular_file(vocab, ec)) {
@@ -359,6 +379,7 @@ void copy_tokenizer(const std::string& source, const fs::path& dir) {
   } else {
     fs::remove(vocab_target, ec);  // it would describe another model
   }
+  return target;
 }
 
 // Shard files (and their temporary files) of an earlier run in `dir`.
@@ -394,7 +415,8 @@ std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
                                 {"format", f.format == CorpusFormat::jsonl ? "jsonl" : "text"},
                                 {"bytes", f.bytes}});
   nlohmann::ordered_json tok;
-  tok["model"] = "tokenizer.model";
+  tok["model"] = fs::path(s.tokenizer_path).filename().string();
+  tok["kind"] = tokenizer_kind_name(s.tokenizer_kind);
   tok["trained"] = s.tokenizer_trained;
   if (s.tokenizer_trained)
     tok["sample_bytes"] = o.tokenizer_sample_bytes;
@@ -405,6 +427,10 @@ std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
   tok["eos"] = s.special.eos;
   tok["pad"] = s.special.pad;
   tok["mask"] = s.special.mask;
+  // Which id [MASK] is: the file's own (a [MASK] piece, a reserved special token) or one
+  // appended after the file's last id.
+  tok["mask_piece"] = s.mask_piece;
+  tok["mask_appended"] = s.mask_appended;
   j["tokenizer"] = tok;
   j["seed"] = o.seed;
   j["val_fraction"] = o.val_fraction;
@@ -464,8 +490,12 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
     s.input_files.push_back(f.path);
     s.input_bytes += f.bytes;
   }
-  // A bad model is refused before the output directory is touched.
-  if (!o.tokenizer.empty()) (void)Tokenizer::load(o.tokenizer);
+  // A bad tokenizer is refused before the output directory is touched. (Kept: its copy
+  // is the same file, and a large tokenizer.json takes a while to load.)
+  std::optional<Tokenizer> given;
+  const Clock::time_point t_given = Clock::now();
+  if (!o.tokenizer.empty()) given.emplace(Tokenizer::load(o.tokenizer));
+  const double seconds_given = seconds_since(t_given);
 
   fs::create_directories(dir);
   if (o.force) {  // the manifest first: it must never describe shards that are gone
@@ -479,16 +509,20 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
   // ---- tokenizer
   const Clock::time_point t_tok = Clock::now();
   if (o.tokenizer.empty()) {
+    remove_other_kind(dir, TokenizerKind::sentencepiece);
     train_tokenizer(o, files, dir);
     s.tokenizer_trained = true;
+    s.tokenizer_path = (dir / "tokenizer.model").string();
   } else {
-    copy_tokenizer(o.tokenizer, dir);
+    s.tokenizer_path = copy_tokenizer(o.tokenizer, dir).string();
   }
-  s.tokenizer_path = (dir / "tokenizer.model").string();
-  const Tokenizer tokenizer = Tokenizer::load(s.tokenizer_path);
-  s.seconds_tokenizer = seconds_since(t_tok);
+  const Tokenizer tokenizer = given ? std::move(*given) : Tokenizer::load(s.tokenizer_path);
+  s.seconds_tokenizer = seconds_since(t_tok) + seconds_given;
   s.vocab_size = tokenizer.vocab_size();
   s.special = {tokenizer.bos_id(), tokenizer.eos_id(), tokenizer.pad_id(), tokenizer.mask_id()};
+  s.tokenizer_kind = tokenizer.kind();
+  s.mask_appended = tokenizer.mask_appended();
+  s.mask_piece = tokenizer.piece(tokenizer.mask_id());
   char took[32];
   std::snprintf(took, sizeof took, "%.1f s", s.seconds_tokenizer);
   say(o, str_cat("tokenizer ", s.tokenizer_path, " (", s.tokenizer_trained ? "trained" : "copied",

@@ -82,33 +82,13 @@ TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config))
 
 TokenStreamer::~TokenStreamer() { stop_worker(); }
 
-// A keyed pseudo-random permutation of [0, S) without storing it: a 4-round Feistel
-// network on the smallest even bit width covering S, cycle-walked back into range (each
-// walk step lands inside with probability > 1/4). Memory O(1), any index in O(1).
+// A keyed pseudo-random permutation of [0, S) per epoch (philox_permute: a Feistel network,
+// nothing stored, any index in O(1)).
 uint64_t TokenStreamer::sequence_at(uint64_t epoch, uint64_t index) const {
   if (!config_.shuffle || sequences_ <= 1) return index;
-  int bits = 2;
-  while ((uint64_t{1} << bits) < sequences_) bits += 2;
-  const int half = bits / 2;
-  const uint64_t mask = (uint64_t{1} << half) - 1;
   PhiloxKey key = philox_key(config_.seed);
   key[1] ^= kShuffleDomain;
-  uint64_t x = index;
-  do {
-    uint64_t left = x >> half, right = x & mask;
-    for (uint32_t round = 0; round < 4; ++round) {
-      const PhiloxCounter r = philox4x32(
-          {static_cast<uint32_t>(right), static_cast<uint32_t>(right >> 32), round,
-           static_cast<uint32_t>(epoch)},
-          key);
-      const uint64_t f = ((static_cast<uint64_t>(r[1]) << 32) | r[0]) & mask;
-      const uint64_t next_right = left ^ f;
-      left = right;
-      right = next_right;
-    }
-    x = (left << half) | right;
-  } while (x >= sequences_);
-  return x;
+  return philox_permute(key, static_cast<uint32_t>(epoch), index, sequences_);
 }
 
 void TokenStreamer::read_tokens(uint64_t offset, int64_t n, int32_t* out) const {

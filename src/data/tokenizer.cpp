@@ -1,20 +1,28 @@
 #include "meap/data/tokenizer.hpp"
 
-#include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
 #include <filesystem>
+#include <fstream>
 
+#include "data/hf_bpe_tokenizer.hpp"
+#include "data/sentencepiece_tokenizer.hpp"
 #include "meap/core/error.hpp"
 
 namespace meap {
+
+namespace fs = std::filesystem;
+
+const char* tokenizer_kind_name(TokenizerKind kind) {
+  return kind == TokenizerKind::sentencepiece ? "sentencepiece" : "hf-bpe";
+}
 
 void Tokenizer::train(const TokenizerTrainOptions& o) {
   if (o.input_files.empty()) fail("tokenizer training needs at least one input file");
   if (o.vocab_size < 16) fail("tokenizer vocab_size must be at least 16, got ", o.vocab_size);
   std::string inputs;
   for (const std::string& f : o.input_files) {
-    if (!std::filesystem::is_regular_file(f)) fail("tokenizer input '", f, "' is not a file");
+    if (!fs::is_regular_file(f)) fail("tokenizer input '", f, "' is not a file");
     inputs += (inputs.empty() ? "" : ",") + f;
   }
   // identity normalization and no dummy prefix make decode(encode(x)) == x exactly;
@@ -32,30 +40,45 @@ void Tokenizer::train(const TokenizerTrainOptions& o) {
   if (!status.ok()) fail("SentencePiece training failed: ", status.ToString());
 }
 
-Tokenizer Tokenizer::load(const std::string& model_path) {
+TokenizerKind Tokenizer::detect_kind(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot load tokenizer '", path, "': the file does not exist or cannot be read");
+  // A tokenizer.json is a JSON object; a SentencePiece model is a protobuf, whose first byte
+  // is a field tag (0x0A for its pieces), never '{', white space or a byte-order mark.
+  std::string head(3, '\0');
+  in.read(head.data(), 3);
+  head.resize(static_cast<size_t>(in.gcount()));
+  size_t i = head == "\xEF\xBB\xBF" ? 3 : 0;
+  for (char c;; ++i) {
+    if (i < head.size())
+      c = head[i];
+    else if (!in.get(c))
+      break;
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    return c == '{' ? TokenizerKind::hf_bpe : TokenizerKind::sentencepiece;
+  }
+  fail("tokenizer '", path, "' is empty");
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
   Tokenizer t;
-  t.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const auto status = t.sp_->Load(model_path);
-  if (!status.ok())
-    fail("cannot load tokenizer '", model_path, "': ", status.ToString());
-  t.path_ = model_path;
-  const int pieces = t.sp_->GetPieceSize();
-  t.bos_id_ = t.sp_->bos_id();
-  t.eos_id_ = t.sp_->eos_id();
-  t.pad_id_ = t.sp_->pad_id();
-  t.unk_id_ = t.sp_->unk_id();
-  const int mask = t.sp_->PieceToId(kMaskPiece);
-  if (mask != t.sp_->unk_id() && t.sp_->IsControl(mask)) {
-    t.mask_id_ = mask;
-    t.vocab_size_ = pieces;
-  } else {
-    t.mask_id_ = pieces;  // one row more in the embedding
-    t.vocab_size_ = pieces + 1;
+  if (detect_kind(path) == TokenizerKind::hf_bpe)
+    t.model_ = std::make_unique<HfBpeTokenizer>(path);
+  else
+    t.model_ = std::make_unique<SentencePieceTokenizer>(path);
+  t.path_ = path;
+  t.roles_ = t.model_->roles();
+  const int32_t n = t.model_->n_ids();
+  t.vocab_size_ = n;
+  if (t.roles_.mask < 0) {
+    t.roles_.mask = n;  // one row more in the embedding
+    t.vocab_size_ = n + 1;
     t.mask_appended_ = true;
   }
-  if (t.bos_id_ < 0 || t.eos_id_ < 0)
-    fail("tokenizer '", model_path, "' defines no BOS or EOS piece; meap separates documents "
-         "with EOS");
+  if (t.roles_.eos < 0)
+    fail("tokenizer '", path, "' defines no EOS token; meap separates documents with EOS");
+  if (t.model_->kind() == TokenizerKind::sentencepiece && t.roles_.bos < 0)
+    fail("tokenizer '", path, "' defines no BOS piece");
   return t;
 }
 
@@ -63,42 +86,52 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
+TokenizerKind Tokenizer::kind() const { return model_->kind(); }
+
+const char* Tokenizer::file_name() const {
+  return kind() == TokenizerKind::sentencepiece ? "tokenizer.model" : "tokenizer.json";
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
-  std::vector<int> ids;
-  const auto status = sp_->Encode(text, &ids);
-  if (!status.ok()) fail("tokenizer encode failed: ", status.ToString());
-  return std::vector<int32_t>(ids.begin(), ids.end());
+  return model_->encode(text);
 }
 
 std::string Tokenizer::piece(int32_t id) const {
   if (id < 0 || id >= vocab_size_)
     fail("token id ", id, " is outside the tokenizer's vocabulary [0, ", vocab_size_, ")");
-  if (id == mask_id_) return kMaskPiece;
-  return sp_->IdToPiece(id);
+  if (mask_appended_ && id == roles_.mask) return kMaskPiece;
+  return model_->piece(id);
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string out;
-  std::vector<int> run;  // consecutive ordinary ids decode together (byte pieces merge)
-  auto flush = [&] {
-    std::string piece;
-    const auto status = sp_->Decode(run, &piece);
-    if (!status.ok()) fail("tokenizer decode failed: ", status.ToString());
-    out += piece;
-    run.clear();
-  };
-  for (int32_t id : ids) {
+  for (int32_t id : ids)
     if (id < 0 || id >= vocab_size_)
       fail("token id ", id, " is outside the tokenizer's vocabulary [0, ", vocab_size_, ")");
-    if (id == mask_id_) {
-      flush();
-      out += kMaskPiece;
-    } else {
+  if (!mask_appended_) return model_->decode(ids);
+  std::string out;
+  std::vector<int32_t> run;  // ids of the file decode together (byte pieces join up)
+  for (int32_t id : ids) {
+    if (id != roles_.mask) {
       run.push_back(id);
+      continue;
     }
+    out += model_->decode(run);
+    out += kMaskPiece;
+    run.clear();
   }
-  flush();
+  out += model_->decode(run);
   return out;
+}
+
+std::string find_tokenizer_file(const std::string& dir) {
+  // tokenizer.model first: a Llama 2 directory ships both, and its tokenizer.json is the
+  // SentencePiece-style one meap does not read.
+  for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
+    const fs::path p = fs::path(dir) / name;
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec)) return p.string();
+  }
+  return "";
 }
 
 }  // namespace meap

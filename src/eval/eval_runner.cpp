@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "meap/core/enum_names.hpp"
 #include "meap/core/error.hpp"
 #include "meap/data/tokenizer.hpp"
 #include "meap/eval/choice_scorer.hpp"
@@ -74,11 +75,15 @@ nlohmann::json run_eval(const EvalOptions& o) {
       parse_config(manifest.config_yaml, {}, (fs::path(checkpoint) / "manifest.json").string());
   std::string tokenizer_path = o.tokenizer;
   if (tokenizer_path.empty()) {
-    tokenizer_path = (fs::path(checkpoint) / "tokenizer.model").string();
-    if (!fs::exists(tokenizer_path)) tokenizer_path = config.data.tokenizer;
-    if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
-      fail(checkpoint, " holds no tokenizer.model and the run's data.tokenizer '",
-           config.data.tokenizer, "' does not exist; pass --tokenizer MODEL");
+    tokenizer_path = find_tokenizer_file(checkpoint);
+    if (!tokenizer_path.empty()) {
+      verify_checkpoint_file(checkpoint, manifest, fs::path(tokenizer_path).filename().string());
+    } else {
+      tokenizer_path = config.data.tokenizer;
+      if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
+        fail(checkpoint, " holds no tokenizer and the run's data.tokenizer '",
+             config.data.tokenizer, "' does not exist; pass --tokenizer FILE");
+    }
   } else if (!fs::exists(tokenizer_path)) {
     fail("--tokenizer ", tokenizer_path, " does not exist");
   }
@@ -89,12 +94,10 @@ nlohmann::json run_eval(const EvalOptions& o) {
          ": use the tokenizer the run trained with");
   const TokenizerCodec codec(tokenizer);
 
-  auto backend = make_backend(o.device);
+  auto backend = make_backend(parse_enum<DeviceChoice>(o.device, "--device"));
   // The checkpoint holds fp32 master weights: any precision reads it (bf16 on CUDA).
-  TrainConfig natural;
-  natural.precision = "auto";
   Llama model(config.model, *backend, o.batch_size, config.model.max_seq_len,
-              precision_dtype(natural, backend->device()));
+              precision_dtype(Precision::auto_, backend->device()));
   load_checkpoint_tensors(checkpoint, model, Tensor{}, Tensor{});
   LlamaLanguageModel lm(model, tokenizer.mask_id());
   const int64_t max_len = model.max_seq_len();

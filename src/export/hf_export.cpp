@@ -1,5 +1,8 @@
 // `meap export`: a meap checkpoint -> a Hugging Face LlamaForCausalLM directory.
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -57,7 +60,7 @@ nlohmann::json special_token_entry(const std::string& content) {
 // tokenizer starts a text with it (add_bos_token), as `meap generate` and `meap eval` start
 // a context, and tools that start a sequence with "the BOS" (lm-evaluation-harness's rolling
 // windows and empty contexts) use the token every training document follows (docs/eval.md).
-void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
+void write_sentencepiece_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
   fs::copy_file(tok.path(), dir / "tokenizer.model");
   fsync_file((dir / "tokenizer.model").string());
   nlohmann::json specials = {{"bos_token", tok.piece(tok.eos_id())},
@@ -83,6 +86,54 @@ void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t ma
   write_file_atomic((dir / "special_tokens_map.json").string(), specials.dump(2) + "\n");
 }
 
+// tokenizer.json (the run's file; with [MASK] added as a special token when meap appended
+// it) plus the JSON files transformers' PreTrainedTokenizerFast reads. The file's own
+// post-processor decides, as before, whether encoding with special tokens adds a BOS.
+void write_tokenizer_json_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
+  nlohmann::ordered_json j;
+  {
+    std::ifstream in(tok.path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    j = nlohmann::ordered_json::parse(text.str());  // Tokenizer::load read it already
+  }
+  if (tok.mask_appended()) {
+    if (!j.contains("added_tokens") || !j["added_tokens"].is_array())
+      j["added_tokens"] = nlohmann::ordered_json::array();
+    j["added_tokens"].push_back({{"id", tok.mask_id()}, {"content", kMaskPiece},
+                                 {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                                 {"normalized", false}, {"special", true}});
+  }
+  write_file_atomic((dir / "tokenizer.json").string(), j.dump(-1, ' ', false) + "\n");
+
+  nlohmann::json specials = {{"eos_token", tok.piece(tok.eos_id())},
+                             {"mask_token", tok.piece(tok.mask_id())}};
+  specials["bos_token"] = tok.bos_id() >= 0 ? nlohmann::json(tok.piece(tok.bos_id())) : nullptr;
+  if (tok.unk_id() >= 0) specials["unk_token"] = tok.piece(tok.unk_id());
+  if (tok.pad_id() >= 0) specials["pad_token"] = tok.piece(tok.pad_id());
+  nlohmann::json added = nlohmann::json::object();
+  for (const auto& a : j["added_tokens"]) {
+    nlohmann::json entry = special_token_entry(a.value("content", std::string()));
+    for (const char* flag : {"lstrip", "normalized", "rstrip", "single_word", "special"})
+      entry[flag] = a.value(flag, false);
+    added[std::to_string(a.value("id", -1))] = entry;
+  }
+  nlohmann::json config = specials;
+  config["tokenizer_class"] = "PreTrainedTokenizerFast";
+  config["clean_up_tokenization_spaces"] = false;
+  config["model_max_length"] = max_seq_len;
+  config["added_tokens_decoder"] = added;
+  write_file_atomic((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
+  write_file_atomic((dir / "special_tokens_map.json").string(), specials.dump(2) + "\n");
+}
+
+void write_tokenizer_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
+  if (tok.kind() == TokenizerKind::sentencepiece)
+    write_sentencepiece_files(dir, tok, max_seq_len);
+  else
+    write_tokenizer_json_files(dir, tok, max_seq_len);
+}
+
 std::string shard_name(size_t index, size_t count) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", index + 1, count);
@@ -101,10 +152,15 @@ HfExportResult export_hf(const HfExportOptions& opt) {
                                   (fs::path(checkpoint) / "manifest.json").string());
   const ModelConfig& mc = cfg.model;
 
-  const fs::path tokenizer_path = fs::path(checkpoint) / "tokenizer.model";
-  if (!fs::exists(tokenizer_path))
-    fail(checkpoint, " holds no tokenizer.model (the run's data.tokenizer was not copied); an "
-         "export without its tokenizer is not loadable by AutoTokenizer");
+  // (A checkpoint's copy of a tokenizer.json may be called tokenizer.model: load tells the
+  // kinds apart by content.)
+  const fs::path tokenizer_path = find_tokenizer_file(checkpoint);
+  if (tokenizer_path.empty())
+    fail(checkpoint, " holds no tokenizer.model or tokenizer.json (the run's data.tokenizer "
+         "was not copied); an export without its tokenizer is not loadable by AutoTokenizer");
+  // Nothing corrupt is exported: both files must have the checksums the run recorded.
+  verify_checkpoint_file(checkpoint, manifest, tokenizer_path.filename().string());
+  verify_checkpoint_file(checkpoint, manifest, "model.safetensors");
   const Tokenizer tok = Tokenizer::load(tokenizer_path.string());
   if (tok.vocab_size() != mc.vocab_size)
     fail(tokenizer_path.string(), " has ", tok.vocab_size(), " ids but the model's "
@@ -112,6 +168,12 @@ HfExportResult export_hf(const HfExportOptions& opt) {
 
   const auto weights =
       read_meap_weights((fs::path(checkpoint) / "model.safetensors").string(), mc);
+  for (const auto& [name, values] : weights)
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]))
+        fail(checkpoint, "/model.safetensors: tensor ", name, " holds ",
+             std::isnan(values[i]) ? "NaN" : "an infinity", " (element ", i,
+             "); an export of diverged weights is refused. Export an earlier checkpoint");
   StagedDirectory out(opt.out_dir, opt.overwrite, "config.json");
   const fs::path dir = out.path();
 
@@ -164,14 +226,18 @@ HfExportResult export_hf(const HfExportOptions& opt) {
   }
 
   HfSpecialTokens special;
-  special.bos = tok.eos_id();  // the document-start token meap trains with (see above)
+  // A SentencePiece export declares EOS, the document-start token meap trains with, as its
+  // BOS (write_sentencepiece_files); a tokenizer.json keeps its own.
+  special.bos = tok.kind() == TokenizerKind::sentencepiece ? tok.eos_id() : tok.bos_id();
   special.eos = tok.eos_id();
   special.pad = tok.pad_id();
   special.unk = tok.unk_id();
   special.mask = tok.mask_id();
   write_file_atomic((dir / "config.json").string(),
                     hf_llama_config(mc, special, opt.dtype).dump(2) + "\n");
-  nlohmann::json generation = {{"bos_token_id", special.bos}, {"eos_token_id", special.eos}};
+  nlohmann::json generation = {
+      {"bos_token_id", special.bos >= 0 ? nlohmann::json(special.bos) : nlohmann::json()},
+      {"eos_token_id", special.eos}};
   if (special.pad >= 0) generation["pad_token_id"] = special.pad;
   write_file_atomic((dir / "generation_config.json").string(), generation.dump(2) + "\n");
   write_tokenizer_files(dir, tok, mc.max_seq_len);

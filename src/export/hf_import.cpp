@@ -141,12 +141,12 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   // must agree): its pieces, plus [MASK] appended after the last piece when it has none
   // (meap's Tokenizer does that). So the embedding grows by one row for an appended [MASK]
   // at the model's end, and a vocabulary padded beyond the tokenizer (rows no text
-  // encodes to) is cut back to it. Without a tokenizer.model, [MASK] is appended after the
-  // model's last row.
-  const fs::path tok_path = hf / "tokenizer.model";
+  // encodes to) is cut back to it. Without a tokenizer (tokenizer.model, else
+  // tokenizer.json), [MASK] is appended after the model's last row.
+  const fs::path tok_path = find_tokenizer_file(hf.string());
   std::unique_ptr<Tokenizer> tok;
   ModelConfig mc = hf_config;
-  if (fs::exists(tok_path)) {
+  if (!tok_path.empty()) {
     tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_path.string()));
     const int64_t pieces = tok->vocab_size() - (tok->mask_appended() ? 1 : 0);
     if (pieces > hf_config.vocab_size)
@@ -198,8 +198,9 @@ HfImportResult import_hf(const HfImportOptions& opt) {
     writer.add(name, DType::f32, shape, meap.at(name).data());
   writer.write((dir / "model.safetensors").string());
   if (tok) {
-    fs::copy_file(tok_path, dir / "tokenizer.model");
-    fsync_file((dir / "tokenizer.model").string());
+    result.tokenizer_file = tok->file_name();
+    fs::copy_file(tok_path, dir / result.tokenizer_file);
+    fsync_file((dir / result.tokenizer_file).string());
   }
 
   // A step-0 manifest whose config holds the imported model; the other sections are
@@ -208,7 +209,7 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   cfg.run.name = "imported";
   cfg.model = mc;
   cfg.data.seq_len = std::min<int64_t>(cfg.data.seq_len, mc.max_seq_len);
-  if (tok) cfg.data.tokenizer = (fs::absolute(opt.out_dir) / "tokenizer.model").string();
+  if (tok) cfg.data.tokenizer = (fs::absolute(opt.out_dir) / result.tokenizer_file).string();
   CheckpointManifest manifest;
   manifest.config_yaml = config_to_yaml(cfg);
   manifest.seed = cfg.run.seed;

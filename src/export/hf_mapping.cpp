@@ -76,7 +76,8 @@ nlohmann::json hf_llama_config(const ModelConfig& c, const HfSpecialTokens& spec
       {"initializer_range", c.init_std},
       {"tie_word_embeddings", c.tie_embeddings},
       {"use_cache", true},
-      {"bos_token_id", special.bos},
+      // A tokenizer without BOS (GPT-2, Qwen2.5 style): null, as transformers writes it.
+      {"bos_token_id", special.bos >= 0 ? nlohmann::json(special.bos) : nlohmann::json()},
       {"eos_token_id", special.eos},
       {"torch_dtype", dtype == DType::bf16 ? "bfloat16" : "float32"},
   };

@@ -107,20 +107,9 @@ void Llama::layout_activations(Activations& a, Alloc& alloc, const ModelConfig& 
   a.d_gate_up = alloc.take(dt, {N * 2 * c.ffn_dim});
 }
 
-Recompute parse_recompute(std::string_view name) {
-  for (Recompute r : {Recompute::none, Recompute::mlp, Recompute::attention, Recompute::all})
-    if (recompute_name(r) == name) return r;
-  fail("train.recompute must be one of none, mlp, attention, all, got '", name, "'");
-}
-
-std::string_view recompute_name(Recompute r) {
-  switch (r) {
-    case Recompute::none: return "none";
-    case Recompute::mlp: return "mlp";
-    case Recompute::attention: return "attention";
-    case Recompute::all: return "all";
-  }
-  return "?";
+std::span<const std::string_view> enum_names(Recompute) {
+  static constexpr std::string_view kNames[] = {"none", "mlp", "attention", "all"};
+  return kNames;
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Llama::parameter_shapes(

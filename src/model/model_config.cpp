@@ -34,6 +34,22 @@ void ModelConfig::validate() const {
   if (vocab_size > (int64_t{1} << 31) - 1) fail("model.vocab_size is too large: ", vocab_size);
 }
 
+ConfigKeys<ModelConfig> model_config_keys() {
+  return {{
+      MEAP_CONFIG_KEY(ModelConfig, vocab_size),
+      MEAP_CONFIG_KEY(ModelConfig, dim),
+      MEAP_CONFIG_KEY(ModelConfig, n_layers),
+      MEAP_CONFIG_KEY(ModelConfig, n_heads),
+      MEAP_CONFIG_KEY(ModelConfig, n_kv_heads),
+      MEAP_CONFIG_KEY(ModelConfig, ffn_dim),
+      MEAP_CONFIG_KEY(ModelConfig, max_seq_len),
+      MEAP_CONFIG_KEY(ModelConfig, rope_theta),
+      MEAP_CONFIG_KEY(ModelConfig, norm_eps),
+      MEAP_CONFIG_KEY(ModelConfig, tie_embeddings),
+      MEAP_CONFIG_KEY(ModelConfig, init_std),
+  }};
+}
+
 double training_flops_per_token(const ModelConfig& c, int64_t seq_len) {
   const double per_layer = static_cast<double>(c.dim) * c.qkv_dim() +          // wqkv
                            static_cast<double>(c.n_heads) * c.head_dim() * c.dim +  // wo

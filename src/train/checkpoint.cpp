@@ -11,9 +11,11 @@
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
-#include "meap/train/config.hpp"
+#include "meap/core/checksum.hpp"
 #include "meap/core/file_io.hpp"
+#include "meap/train/config.hpp"
 #include "meap/model/llama_io.hpp"
 #include "meap/core/safetensors.hpp"
 
@@ -24,7 +26,8 @@ namespace meap {
 namespace {
 
 constexpr const char* kFormat = "meap-checkpoint";
-constexpr int kVersion = 1;
+// 2: file checksums and the manifest's own checksum (version 1 loads, unverified).
+constexpr int kVersion = 2;
 
 std::string step_name(int64_t step) {
   char buf[32];
@@ -149,7 +152,13 @@ void write_moment_shard(const std::string& staging_dir, int rank, int world_size
 
 void write_checkpoint_manifest(const std::string& checkpoint_dir,
                                const CheckpointManifest& manifest) {
-  const nlohmann::json j = {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& e : fs::directory_iterator(checkpoint_dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name != "manifest.json" && name[0] != '.')
+      files[name] = file_checksum(e.path().string());
+  }
+  nlohmann::json j = {
       {"format", kFormat},
       {"version", kVersion},
       {"step", manifest.step},
@@ -159,8 +168,29 @@ void write_checkpoint_manifest(const std::string& checkpoint_dir,
       {"zero1", manifest.zero1},
       {"seed", manifest.seed},
       {"train_loss", manifest.train_loss},
-      {"config", manifest.config_yaml}};
+      {"config", manifest.config_yaml},
+      {"config_changes", manifest.config_changes},
+      {"files", files}};
+  // The checksum of the manifest itself: of its compact dump without this key (keys are
+  // sorted, so the dump is canonical).
+  const std::string body = j.dump();
+  j["checksum"] = bytes_checksum(body.data(), body.size());
   write_file_atomic((fs::path(checkpoint_dir) / "manifest.json").string(), j.dump(2) + "\n");
+}
+
+void verify_checkpoint_file(const std::string& checkpoint_dir, const CheckpointManifest& manifest,
+                            const std::string& name) {
+  const std::string path = (fs::path(checkpoint_dir) / name).string();
+  if (manifest.version < 2) {
+    spdlog::warn("{} was written by a meap without checksums (manifest version {}): loading {} "
+                 "unverified", checkpoint_dir, manifest.version, name);
+    return;
+  }
+  const auto it = manifest.files.find(name);
+  if (it == manifest.files.end())
+    fail(checkpoint_dir, "/manifest.json records no checksum for ", name,
+         ": the file was not part of the checkpoint when it was written");
+  verify_file_checksum(path, it->second, "a checkpoint file");
 }
 
 std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
@@ -201,7 +231,9 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
 
   // Prune the oldest, never the one just written. A directory is first renamed to a
   // dot-name, so a kill inside remove_all leaves no half-deleted step-* behind; leftovers
-  // of earlier kills (.tmp-*, .old-*, .trash-*, step-* without a manifest) are swept here.
+  // of earlier kills (.tmp-*, .old-*, .trash-*) are swept here, and so is a step-* without a
+  // manifest older than the one just written (damaged, and past pruning anyway); a newer
+  // one is left for the user to look at.
   auto all = complete_checkpoints(dir);
   for (size_t i = 0; i + keep_last < all.size(); ++i) {
     if (all[i].second == final_dir) continue;
@@ -214,7 +246,7 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
     const std::string entry = e.path().filename().string();
     if (entry.rfind(".tmp-", 0) == 0 || entry.rfind(".old-", 0) == 0 ||
         entry.rfind(".trash-", 0) == 0 ||
-        (entry.rfind("step-", 0) == 0 && e.is_directory() &&
+        (entry.rfind("step-", 0) == 0 && entry < name && e.is_directory() &&
          !fs::exists(e.path() / "manifest.json")))
       leftovers.push_back(e.path());
   }
@@ -224,14 +256,39 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
-  if (fs::exists(dir / "latest")) {
-    std::string name = read_text(dir / "latest");
-    name.erase(name.find_last_not_of(" \n\r\t") + 1);
-    if (!name.empty() && fs::exists(dir / name / "manifest.json")) return (dir / name).string();
-  }
+  const fs::path pointer = dir / "latest";
   const auto all = complete_checkpoints(dir);
+  if (fs::exists(pointer)) {
+    // A pointer meap wrote is "step-XXXXXXXX\n"; anything else was damaged from outside.
+    std::string name;
+    if (fs::is_regular_file(pointer) && fs::file_size(pointer) <= 64) name = read_text(pointer);
+    name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    const bool well_formed = name.size() == 13 && name.rfind("step-", 0) == 0 &&
+                             name.find_first_not_of("0123456789", 5) == std::string::npos;
+    if (!well_formed)
+      fail(pointer.string(), " is damaged (it should be a one-line file naming a checkpoint "
+           "such as step-00000100); remove it to use the newest complete checkpoint (",
+           all.empty() ? std::string("there is none") : all.back().second.filename().string(),
+           "), or write the name of the one to resume into it");
+    if (fs::exists(dir / name / "manifest.json")) return (dir / name).string();
+    spdlog::warn("{} names {}, which is not a complete checkpoint; using the newest complete "
+                 "one instead", pointer.string(), name);
+  }
   if (all.empty()) return std::nullopt;
   return all.back().second.string();
+}
+
+std::vector<std::string> incomplete_checkpoints(const std::string& run_dir) {
+  std::vector<std::string> out;
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && !fs::exists(e.path() / "manifest.json"))
+      out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string load_initial_weights(const std::string& path, Llama& model) {
@@ -267,6 +324,17 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {
       fail(path.string(), " was written by a newer meap (version ", j.at("version").get<int>(),
            ")");
     CheckpointManifest m;
+    m.version = j.at("version").get<int>();
+    if (m.version >= 2) {
+      nlohmann::json body = j;
+      body.erase("checksum");
+      const std::string dump = body.dump();
+      if (j.at("checksum").get<std::string>() != bytes_checksum(dump.data(), dump.size()))
+        fail(path.string(), " is corrupt: its content does not match its checksum; restore it "
+             "from a copy, or use another checkpoint");
+      m.files = j.at("files").get<std::map<std::string, std::string>>();
+      m.config_changes = j.at("config_changes").get<std::vector<std::string>>();
+    }
     m.step = j.at("step").get<int64_t>();
     m.tokens_seen = j.at("tokens_seen").get<uint64_t>();
     m.streamer.epoch = j.at("streamer").at("epoch").get<uint64_t>();
@@ -285,6 +353,8 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {
 void load_checkpoint_tensors(const std::string& checkpoint_dir, Llama& model, const Tensor& m,
                              const Tensor& v, int64_t moments_offset) {
   const fs::path dir(checkpoint_dir);
+  const CheckpointManifest man = read_checkpoint_manifest(checkpoint_dir);
+  verify_checkpoint_file(checkpoint_dir, man, "model.safetensors");
   load_llama_weights(model, (dir / "model.safetensors").string());
   if (m.empty()) return;
   MEAP_CHECK(m.numel() == v.numel() && moments_offset >= 0, "moment buffers differ");
@@ -302,11 +372,11 @@ void load_checkpoint_tensors(const std::string& checkpoint_dir, Llama& model, co
     std::memcpy(host_v.data() + (b - lo), static_cast<const char*>(src_v) + (b - src_begin) * 4,
                 bytes);
   };
-  const CheckpointManifest man = read_checkpoint_manifest(checkpoint_dir);
   if (!man.zero1) {
     // One file, per named tensor: each parameter's overlap with the range.
     const std::string optim = (dir / "optim.safetensors").string();
     if (!fs::exists(optim)) fail(checkpoint_dir, " has no optimizer state (optim.safetensors)");
+    verify_checkpoint_file(checkpoint_dir, man, "optim.safetensors");
     const SafetensorsFile file = SafetensorsFile::open(optim);
     for (const NamedParameter& p : model.parameters()) {
       const std::vector<int64_t> shape(p.value.shape.begin(),
@@ -328,6 +398,7 @@ void load_checkpoint_tensors(const std::string& checkpoint_dir, Llama& model, co
       if (!fs::exists(path))
         fail(checkpoint_dir, " was written with dist.zero1 on ", man.world_size,
              " ranks but lacks ", path.filename().string());
+      verify_checkpoint_file(checkpoint_dir, man, path.filename().string());
       const SafetensorsFile file = SafetensorsFile::open(path.string());
       const int64_t offset = metadata_int(file, "offset"), length = metadata_int(file, "length");
       if (metadata_int(file, "world_size") != man.world_size || metadata_int(file, "rank") != r ||

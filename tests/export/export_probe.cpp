@@ -29,7 +29,7 @@ int logits(const std::string& checkpoint, const std::string& tokens_path, int64_
   in.read(reinterpret_cast<char*>(tokens.data()), tokens.size() * 4);
   if (!in) meap::fail("cannot read ", B * T, " int32 tokens from ", tokens_path);
 
-  auto backend = meap::make_backend("cpu");
+  auto backend = meap::make_backend(meap::DeviceChoice::cpu);
   meap::Llama model(cfg.model, *backend, B, T);
   meap::load_checkpoint_tensors(dir, model, meap::Tensor{}, meap::Tensor{});
   model.forward_logits(tokens.data(), B, T);

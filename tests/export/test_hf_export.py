@@ -340,6 +340,17 @@ def main():
     tensors = load_file(os.path.join(bad_ckpt, "model.safetensors"))
     del tensors["layers.0.attention.wo.weight"]
     save_file(tensors, os.path.join(bad_ckpt, "model.safetensors"))
+    # The edited file no longer has the checksum its manifest recorded: refused as corrupt.
+    refused(["export", bad_ckpt, "--out", os.path.join(WORK, "out-bad-ckpt")],
+            "model.safetensors (a checkpoint file) is corrupt", "checkpoint edited after writing")
+    # As a checkpoint of before checksums (manifest version 1: loaded unverified, with a
+    # warning), the missing tensor itself is named.
+    manifest_path = os.path.join(bad_ckpt, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    for key in ("files", "checksum", "config_changes"):
+        manifest.pop(key)
+    manifest["version"] = 1
+    json.dump(manifest, open(manifest_path, "w"))
     refused(["export", bad_ckpt, "--out", os.path.join(WORK, "out-bad-ckpt")],
             "layers.0.attention.wo.weight", "checkpoint missing a tensor")
 

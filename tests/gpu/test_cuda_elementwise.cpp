@@ -27,7 +27,7 @@ TEST_CASE("cuda add matches the CPU backend (fp32 and bf16)", "[gpu]") {
     a[i] = static_cast<float>(meap::philox_normal(11, 0, i));
     b[i] = static_cast<float>(meap::philox_normal(11, 1, i));
   }
-  auto cpu = meap::make_backend("cpu");
+  auto cpu = meap::make_backend(meap::DeviceChoice::cpu);
   cpu->add_forward(meap::Tensor(ref.data(), meap::DType::f32, meap::Device::cpu, {n}),
                    meap::Tensor(a.data(), meap::DType::f32, meap::Device::cpu, {n}),
                    meap::Tensor(b.data(), meap::DType::f32, meap::Device::cpu, {n}));

@@ -122,8 +122,8 @@ TEST_CASE("f32 Llama step on CUDA matches the CPU: loss and every gradient", "[g
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
-  auto gpu = make_backend("cuda");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
+  auto gpu = make_backend(meap::DeviceChoice::cuda);
   REQUIRE(gpu->name() == "cuda");
   for (bool tied : {false, true}) {
     INFO((tied ? "tied" : "untied") << " head");
@@ -168,11 +168,11 @@ TEST_CASE("two identical 10-step f32 training loops on CUDA end bit-identical", 
   std::vector<double> losses_a, losses_b;
   std::vector<float> weights_a, weights_b;
   {
-    auto gpu = make_backend("cuda");
+    auto gpu = make_backend(meap::DeviceChoice::cuda);
     weights_a = train(*gpu, cfg, batch, 10, &losses_a);
   }
   {
-    auto gpu = make_backend("cuda");  // a fresh backend: new stream, plans and scratch
+    auto gpu = make_backend(meap::DeviceChoice::cuda);  // a fresh backend: new stream, plans and scratch
     weights_b = train(*gpu, cfg, batch, 10, &losses_b);
   }
   REQUIRE(weights_a.size() == weights_b.size());

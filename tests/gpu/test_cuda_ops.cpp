@@ -48,7 +48,7 @@ TEST_CASE("cuda embedding forward/backward match the CPU and the backward is det
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t n = 2 * 37, v = 301, c = 67;
   const std::vector<int32_t> tokens = random_tokens(n, v, 5);
@@ -92,7 +92,7 @@ TEST_CASE("cuda rmsnorm forward/backward match the CPU and the backward is deter
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t n = 197, c = 131;  // 197 rows: several chunks of the dweight reduction
   const double eps = 1e-5;
@@ -143,7 +143,7 @@ TEST_CASE("cuda matmul forward/backward (cuBLASLt) match the CPU", "[gpu]") {
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   struct Shape {
     int64_t n, ic, oc;
@@ -194,7 +194,7 @@ TEST_CASE("cuda rope forward/backward match the CPU on the rotated heads only", 
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t b = 2, t = 37, h = 5, d = 18, half = d / 2;
   const int rot = 3;  // heads 3 and 4 (the "values") stay as they are
@@ -244,7 +244,7 @@ TEST_CASE("cuda reference attention forward/backward match the CPU and are deter
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   struct Shape {
     int64_t b, t;
@@ -295,7 +295,7 @@ TEST_CASE("cuda swiglu forward/backward and add match the CPU", "[gpu]") {
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t n = 37, f = 53;
   for (Prec p : kPrecs) {
@@ -337,7 +337,7 @@ TEST_CASE("cuda cross-entropy matches the CPU, skips weight-0 rows and may alias
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t n = 41;
   for (int64_t v : {int64_t{301}, int64_t{2053}}) {  // below and above one block's threads
@@ -394,7 +394,7 @@ TEST_CASE("cuda sum_squares is deterministic and matches the CPU, and so does sc
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{(1 << 20) | 37}, int64_t{(1 << 24) + 3}}) {
     INFO("n " << n);
@@ -419,7 +419,7 @@ TEST_CASE("cuda adamw matches the CPU and writes the bf16 working copy", "[gpu]"
   WARN("SKIPPED: this build has no CUDA backend");
 #else
   MEAP_SKIP_WITHOUT_GPU();
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   CudaBackend gpu;
   const int64_t n = 100003;
   std::vector<float> p = randn(n, 80, 0.05), g = randn(n, 81, 0.01);

@@ -101,7 +101,7 @@ void check_against_cpu(int64_t d, int64_t ratio, int64_t t, uint64_t seed) {
   // The reference: the CPU backend in f32 on the same values.
   std::vector<float> out_ref(n_out), lse_ref(n_lse), dqkv_ref(n_qkv);
   {
-    auto cpu = meap::make_backend("cpu");
+    auto cpu = meap::make_backend(meap::DeviceChoice::cpu);
     const auto f32 = meap::DType::f32;
     const auto host = meap::Device::cpu;
     const meap::Tensor tqkv(qkv.data(), f32, host, {b, t, ht, d});

@@ -34,8 +34,8 @@ TEST_CASE("bf16 training on CUDA tracks f32 on the CPU and repeats bit for bit",
   const int steps = 10;
   const auto batches = step_batches(steps, B, T, cfg.vocab_size, 11);
 
-  auto cpu = make_backend("cpu");
-  auto cuda = make_backend("cuda");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
+  auto cuda = make_backend(meap::DeviceChoice::cuda);
   Llama ref(cfg, *cpu, B, T, DType::f32);
   Llama a(cfg, *cuda, B, T, DType::bf16), b(cfg, *cuda, B, T, DType::bf16);
   for (Llama* m : {&ref, &a, &b}) m->init_weights(2024);

@@ -124,7 +124,7 @@ void check_shape(const Shape& s, uint64_t seed) {
 
   std::vector<float> qkv_f = to_f32(qkv), dout_f = to_f32(dout);
   std::vector<float> out_ref(n_out), lse_ref(n_lse), dqkv_ref(n_qkv);
-  auto cpu = meap::make_backend("cpu");
+  auto cpu = meap::make_backend(meap::DeviceChoice::cpu);
   const auto f32 = meap::DType::f32;
   const auto host = meap::Device::cpu;
   const meap::Tensor tqkv(qkv_f.data(), f32, host, {s.b, s.t, ht, s.d});

@@ -202,7 +202,7 @@ void run_both_schedules(Run&& run, const Outputs&... outputs) {
 }
 
 meap::Backend& cpu() {
-  static const std::unique_ptr<meap::Backend> backend = meap::make_backend("cpu");
+  static const std::unique_ptr<meap::Backend> backend = meap::make_backend(meap::DeviceChoice::cpu);
   return *backend;
 }
 

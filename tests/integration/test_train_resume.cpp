@@ -220,7 +220,7 @@ TEST_CASE("train: a non-finite loss stops the run naming the step, and the last 
   CHECK(man.step == 1);
   CHECK(man.train_loss == l[0].loss);
   CHECK(checkpoint_entries(run, ".tmp-").empty());
-  auto backend = meap::make_backend("cpu");
+  auto backend = meap::make_backend(meap::DeviceChoice::cpu);
   meap::Llama model(cfg.model, *backend, cfg.train.micro_batch_size, cfg.data.seq_len);
   const int64_t n_flat = model.flat_parameters().numel();
   meap::Arena moments(*backend, 2 * meap::arena_aligned(n_flat * meap::dtype_size(model.dtype())));

@@ -141,7 +141,7 @@ std::string leftover_phase(const fs::path& run) {
 meap::CheckpointManifest check_loadable(const std::string& ckpt) {
   const meap::CheckpointManifest man = meap::read_checkpoint_manifest(ckpt);
   const meap::Config cfg = meap::parse_config(man.config_yaml, {}, ckpt + "/manifest.json");
-  auto backend = meap::make_backend("cpu");
+  auto backend = meap::make_backend(meap::DeviceChoice::cpu);
   meap::Llama model(cfg.model, *backend, cfg.train.micro_batch_size, cfg.data.seq_len);
   const int64_t n_flat = model.flat_parameters().numel();
   meap::Arena moments(*backend,

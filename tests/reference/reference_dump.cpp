@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   c.init_std = 0.2;
   const int64_t B = 3, T = 7;
 
-  auto backend = make_backend("cpu");
+  auto backend = make_backend(meap::DeviceChoice::cpu);
   Llama model(c, *backend, B, T);
   model.init_weights(2024);
   save_llama_weights(model, (dir / "weights.safetensors").string());

@@ -108,9 +108,9 @@ TEST_CASE("config: every key of a full config is read", "[config]") {
   CHECK(c.train.global_batch_size == 48);
   CHECK(c.train.micro_batch_size == 4);
   CHECK(c.train.max_steps == 11);
-  CHECK(c.train.device == "cuda");
-  CHECK(c.train.precision == "bf16");
-  CHECK(c.train.recompute == "mlp");
+  CHECK(c.train.device == meap::DeviceChoice::cuda);
+  CHECK(c.train.precision == meap::Precision::bf16);
+  CHECK(c.train.recompute == meap::Recompute::mlp);
   CHECK(c.checkpoint.interval == 5);
   CHECK(c.checkpoint.keep_last == 2);
   CHECK(c.eval.interval == 6);
@@ -156,7 +156,7 @@ TEST_CASE("config: overrides set scalars, bools, strings and lists", "[config]")
   CHECK(c.model.tie_embeddings);
   CHECK(c.optim.beta1 == 0.85);
   CHECK(c.optim.beta2 == 0.99);
-  CHECK(c.train.device == "cpu");
+  CHECK(c.train.device == meap::DeviceChoice::cpu);
   CHECK(c.data.meap.mask_ratio == 0.0);
   CHECK(c.run.seed == 7);
   CHECK(c.train.max_steps == 2000);
@@ -276,16 +276,16 @@ TEST_CASE("config: values out of range name the key", "[config]") {
 TEST_CASE("config: train.precision and train.recompute", "[config]") {
   // Defaults: the device's natural precision, everything kept for the backward.
   Config d = parse_config(kModel);
-  CHECK(d.train.precision == "auto");
-  CHECK(d.train.recompute == "none");
-  CHECK(meap::precision_dtype(d.train, meap::Device::cpu) == meap::DType::f32);
-  CHECK(meap::precision_dtype(d.train, meap::Device::cuda) == meap::DType::bf16);
+  CHECK(d.train.precision == meap::Precision::auto_);
+  CHECK(d.train.recompute == meap::Recompute::none);
+  CHECK(meap::precision_dtype(d.train.precision, meap::Device::cpu) == meap::DType::f32);
+  CHECK(meap::precision_dtype(d.train.precision, meap::Device::cuda) == meap::DType::bf16);
   Config f = parse_config(kModel, {"train.precision=fp32"});
-  CHECK(meap::precision_dtype(f.train, meap::Device::cuda) == meap::DType::f32);
+  CHECK(meap::precision_dtype(f.train.precision, meap::Device::cuda) == meap::DType::f32);
   Config b = parse_config(kModel, {"train.precision=bf16", "train.device=cuda"});
-  CHECK(meap::precision_dtype(b.train, meap::Device::cuda) == meap::DType::bf16);
+  CHECK(meap::precision_dtype(b.train.precision, meap::Device::cuda) == meap::DType::bf16);
   for (const char* r : {"none", "mlp", "attention", "all"})
-    CHECK(parse_config(kModel, {std::string("train.recompute=") + r}).train.recompute == r);
+    CHECK(meap::enum_name(parse_config(kModel, {std::string("train.recompute=") + r}).train.recompute) == r);
 
   // bf16 on the CPU is refused naming the key and saying what to do.
   const std::string msg = error_of(kModel, {"train.precision=bf16", "train.device=cpu"});
@@ -390,7 +390,7 @@ TEST_CASE("config: every file in configs/ loads and validates", "[config]") {
   CHECK(tiny.run.name == "tiny-meap");
   CHECK(tiny.model.n_kv_heads < tiny.model.n_heads);  // the default run exercises GQA
   CHECK(tiny.model.tie_embeddings);
-  CHECK(tiny.train.device == "auto");
+  CHECK(tiny.train.device == meap::DeviceChoice::auto_);
   CHECK(tiny.data.meap.mask_ratio == 0.15);
 
   CHECK_THAT(error_of("", {}), Contains("test.yaml"));
@@ -400,4 +400,36 @@ TEST_CASE("config: every file in configs/ loads and validates", "[config]") {
   } catch (const meap::Error& e) {
     CHECK_THAT(e.what(), Contains("no-such-config.yaml"));
   }
+}
+
+TEST_CASE("config: values are typed strictly", "[config]") {
+  // A quoted number is a string: refused where a number is expected, naming the key.
+  std::string msg = error_of(kModel + "checkpoint: {keep_last: '12'}\n");
+  CHECK_THAT(msg, Contains("checkpoint.keep_last") && Contains("quoted"));
+  CHECK_THAT(error_of(kModel + "optim: {lr: \"1e-3\"}\n"), Contains("optim.lr"));
+  CHECK_THAT(error_of(kModel, {"dist.zero1='true'"}), Contains("dist.zero1"));
+  // Unquoted, the same values are fine; strings may be quoted.
+  CHECK(parse_config(kModel + "checkpoint: {keep_last: 12}\n").checkpoint.keep_last == 12);
+  CHECK(parse_config(kModel + "run: {name: '12'}\n").run.name == "12");
+  // One document per config.
+  CHECK_THAT(error_of(kModel + "---\nrun: {name: other}\n"), Contains("2 YAML documents"));
+  // No tags, standard or custom.
+  CHECK_THAT(error_of(kModel + "run: {seed: !!str 5}\n"), Contains("tags"));
+  CHECK_THAT(error_of(kModel + "run: {name: !custom x}\n"), Contains("tags"));
+  // Choices are named, and the message lists them.
+  CHECK_THAT(error_of(kModel, {"train.precision=fp16"}), Contains("one of auto, fp32, bf16"));
+}
+
+TEST_CASE("config: every key prints and reads back, enums by name", "[config]") {
+  const Config c = parse_config(kModel, {"train.device=cuda", "train.precision=bf16",
+                                         "train.recompute=attention", "dist.zero1=true"});
+  const std::string yaml = meap::config_to_yaml(c);
+  CHECK_THAT(yaml, Contains("device: cuda") && Contains("precision: bf16") &&
+                       Contains("recompute: attention"));
+  CHECK(parse_config(yaml) == c);
+  // ZeRO-1 on CUDA is a valid config (it runs over NCCL's collectives).
+  CHECK(c.dist.zero1);
+  const auto diff = meap::config_schema().differences(c, parse_config(kModel));
+  CHECK(diff.size() == 4);
+  CHECK_THAT(diff.front(), Contains("train.device: cuda -> auto"));
 }

@@ -15,7 +15,7 @@ Tensor host(void* p, DType dt, int64_t n) { return Tensor(p, dt, Device::cpu, {n
 }  // namespace
 
 TEST_CASE("cast rounds f32 to bf16 to nearest even and widens exactly", "[ops]") {
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   // 1 + 2^-8 is halfway between two bf16 values (1 and 1 + 2^-7): ties go to even (1).
   // 1 + 3*2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties go to even (1 + 2^-6).
   std::vector<float> src = {1.0f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -2.5f, INFINITY};
@@ -40,7 +40,7 @@ TEST_CASE("cast rounds f32 to bf16 to nearest even and widens exactly", "[ops]")
 
 TEST_CASE("adamw with a working copy updates the f32 master and writes its bf16 rounding",
           "[ops]") {
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t n = 1000;
   std::vector<float> p(n), g(n), m(n, 0.f), v(n, 0.f);
   for (int64_t i = 0; i < n; ++i) {

@@ -19,7 +19,7 @@ void check_close(const char* what, const Vec& analytic, const Vec& fd) {
   INFO(what << " relative error " << err);
   CHECK(err < kTolerance);
 }
-std::unique_ptr<Backend> cpu() { return make_backend("cpu"); }
+std::unique_ptr<Backend> cpu() { return make_backend(meap::DeviceChoice::cpu); }
 }  // namespace
 
 TEST_CASE("embedding backward matches finite differences", "[ops][gradcheck]") {

@@ -79,7 +79,7 @@ TEST_CASE("eval: attention statistics on hand-written maps", "[eval]") {
 
 TEST_CASE("eval: a model with zero queries attends uniformly, and attn measures it", "[eval]") {
   const ModelConfig c = small_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(DeviceChoice::cpu);
   Llama model(c, *be, 1, c.max_seq_len);
   model.init_weights(7);
   for (int64_t l = 0; l < c.n_layers; ++l)
@@ -135,7 +135,7 @@ TEST_CASE("eval: a model with zero queries attends uniformly, and attn measures 
 TEST_CASE("eval: attn's received attention matches the closed form position by position",
           "[eval]") {
   const ModelConfig c = small_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(DeviceChoice::cpu);
   Llama model(c, *be, 1, c.max_seq_len);
   model.init_weights(8);
   for (int64_t l = 0; l < c.n_layers; ++l)
@@ -154,7 +154,7 @@ TEST_CASE("eval: attn's received attention matches the closed form position by p
 
 TEST_CASE("eval: ppl of a uniform predictor is ln V per token", "[eval]") {
   const ModelConfig c = small_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(DeviceChoice::cpu);
   Llama model(c, *be, 2, c.max_seq_len);
   model.init_weights(9);
   zero_rows(model, "output.weight", 0, c.vocab_size);  // logits all 0

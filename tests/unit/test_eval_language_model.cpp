@@ -51,7 +51,7 @@ double reference_score(Llama& model, std::vector<int32_t> context, const std::ve
 
 TEST_CASE("eval: LlamaLanguageModel scores match forward_logits, batched or not", "[eval]") {
   const ModelConfig c = lm_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(DeviceChoice::cpu);
   Llama model(c, *be, 3, c.max_seq_len);  // batches of 3: 7 continuations take 3 forwards
   model.init_weights(21);
   LlamaLanguageModel lm(model, /*mask_id=*/4);

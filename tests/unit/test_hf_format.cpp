@@ -26,7 +26,7 @@ ModelConfig small_config(bool tied) {
 }  // namespace
 
 TEST_CASE("Llama::parameter_shapes lists the built model's parameters", "[export]") {
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   for (bool tied : {false, true}) {
     const ModelConfig c = small_config(tied);
     Llama model(c, *be, 1, 4);

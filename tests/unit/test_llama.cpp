@@ -48,7 +48,7 @@ Batch random_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
 TEST_CASE("Llama gradients match finite differences in double", "[model][gradcheck]") {
   for (bool tied : {false, true}) {
     const ModelConfig cfg = tiny_config(tied);
-    auto be = make_backend("cpu");
+    auto be = make_backend(meap::DeviceChoice::cpu);
     const int64_t B = 2, T = 6;
     Llama model(cfg, *be, B, T, DType::f64);
     model.init_weights(42);
@@ -77,7 +77,7 @@ TEST_CASE("Llama gradients match finite differences in double", "[model][gradche
 
 TEST_CASE("Llama forward and backward are bit-identical from run to run", "[model]") {
   const ModelConfig cfg = tiny_config(false);
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t B = 3, T = 8;
   const Batch batch = random_batch(B, T, cfg.vocab_size, 9);
   std::vector<float> first;
@@ -103,7 +103,7 @@ TEST_CASE("Llama forward and backward are bit-identical from run to run", "[mode
 
 TEST_CASE("Llama gradients accumulate over micro-batches", "[model]") {
   const ModelConfig cfg = tiny_config(true);
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t T = 8;
   const Batch batch = random_batch(2, T, cfg.vocab_size, 4);
   double total_weight = 0;
@@ -133,7 +133,7 @@ TEST_CASE("Llama gradients accumulate over micro-batches", "[model]") {
 }
 
 TEST_CASE("Llama refuses impossible shapes naming the key", "[model][config]") {
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   auto refused = [&](auto mutate, const std::string& key) {
     ModelConfig c = tiny_config(false);
     mutate(c);
@@ -150,7 +150,7 @@ TEST_CASE("Llama refuses impossible shapes naming the key", "[model][config]") {
 
 TEST_CASE("Llama refuses out-of-vocabulary tokens and oversized batches", "[model]") {
   const ModelConfig cfg = tiny_config(false);
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   Llama model(cfg, *be, 1, 4);
   model.init_weights(1);
   std::vector<int32_t> in = {1, 2, 11, 3}, tgt = {1, 2, 3, 4};
@@ -167,7 +167,7 @@ TEST_CASE("backward reports flat gradient ranges, final when reported, tiling th
           "[model]") {
   for (bool tied : {false, true}) {
     const ModelConfig cfg = tiny_config(tied);
-    auto be = make_backend("cpu");
+    auto be = make_backend(meap::DeviceChoice::cpu);
     const int64_t T = 8;
     const Batch batch = random_batch(2, T, cfg.vocab_size, 9);
     Llama model(cfg, *be, 2, T, DType::f64);

@@ -36,7 +36,7 @@ std::vector<T> host_copy(Backend& be, const Tensor& t) {
 TEST_CASE("bf16 model: bf16 working copy, fp32 master, f32 gradients", "[model][precision]") {
   const ModelConfig cfg = small_gqa();
   Bf16EmulationBackend be;
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   Llama model(cfg, be, 2, 16, DType::bf16), ref(cfg, *cpu, 2, 16, DType::f32);
   CHECK(model.dtype() == DType::bf16);
   CHECK(model.grad_dtype() == DType::f32);
@@ -71,7 +71,7 @@ TEST_CASE("bf16 training tracks f32 within 2% and repeats bit for bit (emulated 
   const int64_t B = 2, T = 16;
   const auto batches = step_batches(10, B, T, cfg.vocab_size, 5);
   Bf16EmulationBackend be;
-  auto cpu = make_backend("cpu");
+  auto cpu = make_backend(meap::DeviceChoice::cpu);
   Llama ref(cfg, *cpu, B, T, DType::f32), a(cfg, be, B, T, DType::bf16),
       b(cfg, be, B, T, DType::bf16, 1, Recompute::all);
   for (Llama* m : {&ref, &a, &b}) m->init_weights(17);

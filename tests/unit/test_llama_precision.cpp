@@ -63,13 +63,13 @@ const Recompute kModes[] = {Recompute::mlp, Recompute::attention, Recompute::all
 
 TEST_CASE("recompute gives bit-identical losses, gradients and logits", "[model][recompute]") {
   const ModelConfig cfg = gqa_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t B = 3, T = 8;
   for (DType dt : {DType::f32, DType::f64}) {
     Llama ref(cfg, *be, B, T, dt);
     ref.init_weights(7);
     for (Recompute mode : kModes) {
-      INFO(dtype_name(dt) << " recompute " << recompute_name(mode));
+      INFO(dtype_name(dt) << " recompute " << enum_name(mode));
       Llama model(cfg, *be, B, T, dt, 1, mode);
       model.init_weights(7);
       REQUIRE(bytes_of(model.flat_parameters()) == bytes_of(ref.flat_parameters()));
@@ -134,7 +134,7 @@ TEST_CASE("recompute shrinks the activation memory by the dropped per-layer tens
 
 TEST_CASE("f32 and f64 models are their own master: no extra memory", "[model][precision]") {
   const ModelConfig cfg = gqa_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   for (DType dt : {DType::f32, DType::f64}) {
     INFO(dtype_name(dt));
     Llama model(cfg, *be, 1, 4, dt);
@@ -174,7 +174,7 @@ TEST_CASE("memory plan: bf16 weights and activations, fp32 master and gradients"
 }
 
 TEST_CASE("bf16 on a CPU backend is refused naming train.precision", "[model][precision]") {
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   REQUIRE_THROWS_WITH(Llama(gqa_config(), *be, 1, 4, DType::bf16),
                       Contains("bf16 needs the CUDA backend") &&
                           Contains("train.precision=fp32"));
@@ -183,14 +183,14 @@ TEST_CASE("bf16 on a CPU backend is refused naming train.precision", "[model][pr
 
 TEST_CASE("train.recompute names parse and print", "[model][recompute]") {
   for (Recompute r : {Recompute::none, Recompute::mlp, Recompute::attention, Recompute::all})
-    CHECK(parse_recompute(recompute_name(r)) == r);
-  REQUIRE_THROWS_WITH(parse_recompute("everything"),
+    CHECK(parse_enum<Recompute>(enum_name(r), "train.recompute") == r);
+  REQUIRE_THROWS_WITH(parse_enum<Recompute>("everything", "train.recompute"),
                       Contains("train.recompute") && Contains("everything"));
 }
 
 TEST_CASE("weights files hold the master and loading restores it exactly", "[model][precision]") {
   const ModelConfig cfg = gqa_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   Llama a(cfg, *be, 1, 4), b(cfg, *be, 1, 4, DType::f32, 1, Recompute::all);
   a.init_weights(11);
   const std::string path = "/tmp/meap_test_precision_weights-" + std::to_string(::getpid()) +

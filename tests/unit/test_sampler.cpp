@@ -171,7 +171,7 @@ TEST_CASE("the banned id is never sampled", "[generate]") {
 
 TEST_CASE("generate on a tiny Llama matches forward_logits by hand", "[generate]") {
   const ModelConfig cfg = tiny_config();
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   Llama model(cfg, *be, 1, cfg.max_seq_len);
   model.init_weights(7);
   const std::vector<int32_t> context{2, 5, 9};

@@ -1,5 +1,6 @@
 // The SentencePiece tokenizer: reserved ids, exact round trips, [MASK] unreachable from text.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -16,7 +17,9 @@ namespace {
 // Trains once per test process on a small synthetic corpus: cheap and reproducible.
 const Tokenizer& small_tokenizer() {
   static const Tokenizer tok = [] {
-    const fs::path dir = fs::temp_directory_path() / "meap_tokenizer_test";
+    // One directory per process: ctest -j runs this file's cases as parallel processes.
+    const fs::path dir =
+        fs::temp_directory_path() / ("meap_tokenizer_test-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     const fs::path corpus = dir / "corpus.txt";
     {
@@ -33,7 +36,9 @@ const Tokenizer& small_tokenizer() {
     o.model_prefix = (dir / "tok").string();
     o.vocab_size = 320;
     Tokenizer::train(o);
-    return Tokenizer::load((dir / "tok.model").string());
+    Tokenizer t = Tokenizer::load((dir / "tok.model").string());
+    fs::remove_all(dir);  // the model is in memory now
+    return t;
   }();
   return tok;
 }

@@ -15,7 +15,7 @@ TEST_CASE("training steps: f32 tracks f64 and repeats bit for bit", "[model][pre
   const ModelConfig cfg = small_gqa();
   const int64_t B = 2, T = 16;
   const auto batches = step_batches(10, B, T, cfg.vocab_size, 5);
-  auto be = make_backend("cpu");
+  auto be = make_backend(meap::DeviceChoice::cpu);
   Llama f64(cfg, *be, B, T, DType::f64), f32(cfg, *be, B, T, DType::f32),
       again(cfg, *be, B, T, DType::f32, 1, Recompute::all);
   for (Llama* m : {&f64, &f32, &again}) m->init_weights(17);

@@ -76,7 +76,7 @@ TEST_CASE("zero1: segments follow shard boundaries, decay flags and padding", "[
 
 TEST_CASE("zero1: the shards of a real model cover every parameter element exactly once",
           "[zero]") {
-  auto backend = meap::make_backend("cpu");
+  auto backend = meap::make_backend(meap::DeviceChoice::cpu);
   for (int world : {1, 2, 3, 5, 8}) {
     INFO("world size " << world);
     meap::Llama model(micro_model(), *backend, 1, 8, meap::DType::f32,
@@ -134,7 +134,7 @@ TEST_CASE("zero1: local reduce-scatter and all-gather are copies of the one shar
 TEST_CASE("zero1: moments move between checkpoint layouts and world sizes", "[zero]") {
   const fs::path root = fs::temp_directory_path() / ("meap_zero_test-" + std::to_string(::getpid()));
   fs::remove_all(root);
-  auto backend = meap::make_backend("cpu");
+  auto backend = meap::make_backend(meap::DeviceChoice::cpu);
   const meap::ModelConfig cfg = micro_model();
   // The moment of flat element i is a pure function of i (zero off the parameters), so any
   // loaded range can be checked against it.

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "meap/backend/device_choice.hpp"
 #include "meap/core/tensor.hpp"
 
 namespace meap {
@@ -136,11 +137,12 @@ class Backend {
                             const Tensor& working_copy) = 0;
 };
 
-// "cpu", "cuda" or "auto" (cuda when compiled in and a GPU is present, else cpu).
-std::unique_ptr<Backend> make_backend(const std::string& device);
+// The backend of `device` (auto: cuda when compiled in and a GPU is present, else cpu);
+// asking for cuda without one is refused naming train.device.
+std::unique_ptr<Backend> make_backend(DeviceChoice device);
 
-// The device make_backend(device) gives: "auto" resolved, other names checked.
-Device resolve_device(const std::string& device);
+// The device make_backend(device) gives.
+Device resolve_device(DeviceChoice device);
 
 // True when this binary was built with the CUDA backend and a GPU is visible.
 bool cuda_available();

@@ -43,4 +43,72 @@ inline double philox_normal(uint64_t seed, uint64_t stream, uint64_t index) {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
+// The 32-bit words of one keyed stream, four per Philox block, in order. The counter is
+// (block, a, b lo, b hi): every word is a pure function of (key, a, b, word number), whatever
+// thread or rank draws it. The MEAP masker keys it by (epoch, global sequence index), the SFT
+// builder by (epoch, sample index).
+class PhiloxWords {
+ public:
+  PhiloxWords(PhiloxKey key, uint32_t a, uint64_t b)
+      : key_(key), counter_{0u, a, static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32)} {}
+
+  uint32_t next() {
+    if (lane_ == 4) {
+      block_ = philox4x32(counter_, key_);
+      ++counter_[0];  // 2^32 blocks: far more than any sequence draws
+      lane_ = 0;
+    }
+    return block_[lane_++];
+  }
+
+  // Uniform in [0, range), range in [1, 2^32), exactly unbiased: Lemire's multiply-shift
+  // (ACM TOMACS 2019) rejects the (2^32 mod range) low products that would favour some
+  // values. The rejection probability is < range / 2^32, so for range <= 2048 about one draw
+  // in two million takes a second word.
+  uint32_t below(uint32_t range) {
+    uint64_t m = static_cast<uint64_t>(next()) * range;
+    uint32_t low = static_cast<uint32_t>(m);
+    if (low < range) {
+      const uint32_t threshold = (0u - range) % range;
+      while (low < threshold) {
+        m = static_cast<uint64_t>(next()) * range;
+        low = static_cast<uint32_t>(m);
+      }
+    }
+    return static_cast<uint32_t>(m >> 32);
+  }
+
+ private:
+  PhiloxKey key_;
+  PhiloxCounter counter_;
+  PhiloxCounter block_{};
+  int lane_ = 4;
+};
+
+// Position `index` of a keyed pseudo-random permutation of [0, n) for `epoch`, without
+// storing it: a 4-round Feistel network on the smallest even bit width covering n,
+// cycle-walked back into range (each walk step lands inside with probability > 1/4).
+// Memory O(1), any index in O(1). index must be < n.
+inline uint64_t philox_permute(PhiloxKey key, uint32_t epoch, uint64_t index, uint64_t n) {
+  if (n <= 1) return index;
+  int bits = 2;
+  while ((uint64_t{1} << bits) < n) bits += 2;
+  const int half = bits / 2;
+  const uint64_t mask = (uint64_t{1} << half) - 1;
+  uint64_t x = index;
+  do {
+    uint64_t left = x >> half, right = x & mask;
+    for (uint32_t round = 0; round < 4; ++round) {
+      const PhiloxCounter r = philox4x32(
+          {static_cast<uint32_t>(right), static_cast<uint32_t>(right >> 32), round, epoch}, key);
+      const uint64_t f = ((static_cast<uint64_t>(r[1]) << 32) | r[0]) & mask;
+      const uint64_t next_right = left ^ f;
+      left = right;
+      right = next_right;
+    }
+    x = (left << half) | right;
+  } while (x >= n);
+  return x;
+}
+
 }  // namespace meap

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "meap/data/token_shard.hpp"
+#include "meap/data/tokenizer.hpp"
 
 namespace meap {
 
@@ -24,7 +25,9 @@ struct PrepareOptions {
   std::string out_dir;              // created when missing
   std::vector<std::string> inputs;  // files and directories (see list_corpus_files)
   int32_t vocab_size = 4096;        // of the tokenizer trained here, reserved ids included
-  std::string tokenizer;            // an existing SentencePiece model: copied, not trained
+  // An existing tokenizer, copied instead of trained: a SentencePiece model (to
+  // out_dir/tokenizer.model) or a Hugging Face tokenizer.json (to out_dir/tokenizer.json).
+  std::string tokenizer;
   double val_fraction = 0.01;       // in [0, 1): share of documents held out
   uint64_t shard_tokens = 100'000'000;  // at most this many tokens per shard file
   int threads = 0;                      // encoding threads; 0 = hardware concurrency
@@ -47,8 +50,11 @@ struct ShardEntry {
 struct PrepareSummary {
   std::vector<std::string> input_files;
   uint64_t input_bytes = 0;
-  std::string tokenizer_path;  // out_dir/tokenizer.model
+  std::string tokenizer_path;  // out_dir/tokenizer.model or out_dir/tokenizer.json
   bool tokenizer_trained = false;
+  TokenizerKind tokenizer_kind = TokenizerKind::sentencepiece;
+  bool mask_appended = false;  // [MASK] is an id after the tokenizer file's last one
+  std::string mask_piece;      // the [MASK] id's piece: "[MASK]", "<|reserved_special_token_0|>"
   int32_t vocab_size = 0;
   SpecialTokens special;
   uint64_t train_documents = 0, val_documents = 0;

@@ -26,7 +26,7 @@ class TextCodec {
   virtual int32_t mask_id() const = 0;
 };
 
-// meap's SentencePiece tokenizer as a TextCodec; the tokenizer must outlive it.
+// meap's Tokenizer (SentencePiece or tokenizer.json) as a TextCodec; it must outlive this.
 class TokenizerCodec : public TextCodec {
  public:
   explicit TokenizerCodec(const Tokenizer& tokenizer) : tok_(tokenizer) {}

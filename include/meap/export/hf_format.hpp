@@ -69,10 +69,12 @@ struct HfImportResult {
   int32_t mask_id = -1;
   int64_t rows_added = 0;    // embedding (and head) rows added: [MASK] appended
   int64_t rows_dropped = 0;  // rows of a vocabulary padded beyond the tokenizer, cut
-  bool has_tokenizer = false;   // tokenizer.model was found and copied
+  bool has_tokenizer = false;   // a tokenizer was found and copied
+  std::string tokenizer_file;   // its name: tokenizer.model or tokenizer.json
 };
 // Reads an HF Llama directory (F32 or BF16 weights) and writes a meap checkpoint
-// (manifest.json at step 0, model.safetensors in fp32 with meap's names, tokenizer.model)
+// (manifest.json at step 0, model.safetensors in fp32 with meap's names, the tokenizer:
+// tokenizer.model when HF_DIR has one, else tokenizer.json)
 // that `meap generate` reads and `checkpoint.init_from` starts a run from.
 HfImportResult import_hf(const HfImportOptions& options);
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 
 #include "meap/backend/arena.hpp"
 #include "meap/backend/backend.hpp"
+#include "meap/core/enum_names.hpp"
 #include "meap/model/model_config.hpp"
 
 namespace meap {
@@ -38,9 +40,8 @@ struct NamedParameter {
 //    attention backward needs both, and wo's weight gradient needs att.
 //  - all: both.
 enum class Recompute { none, mlp, attention, all };
-// "none" | "mlp" | "attention" | "all"; anything else is refused naming train.recompute.
-Recompute parse_recompute(std::string_view name);
-std::string_view recompute_name(Recompute r);
+// "none" | "mlp" | "attention" | "all" (enum_names.hpp).
+std::span<const std::string_view> enum_names(Recompute);
 
 // Byte counts a model of this shape needs, for `meap inspect` and start-up checks.
 struct LlamaMemoryPlan {

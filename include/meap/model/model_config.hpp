@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "meap/core/config_schema.hpp"
+
 namespace meap {
 
 struct ModelConfig {
@@ -28,6 +30,10 @@ struct ModelConfig {
   // Throws meap::Error naming the key ("model.n_heads ...") when the shape is impossible.
   void validate() const;
 };
+
+// The keys of the `model:` section (model.n_kv_heads = 0 in YAML means n_heads: the run
+// config resolves it after reading).
+ConfigKeys<ModelConfig> model_config_keys();
 
 // Model FLOPs of one training token (forward + backward) at sequence length seq_len: 6 per
 // matmul weight (2 forward, 4 backward; the output head counts even when tied) plus

@@ -3,6 +3,7 @@
 // any moment leaves the previous checkpoint loadable (docs/formats.md).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,14 @@ struct CheckpointManifest {
   uint64_t seed = 0;
   double train_loss = 0;         // of the last step
   std::string config_yaml;       // the effective config of the run that wrote it
+  // Config keys changed on a --resume with --allow-config-change, oldest first, as
+  // "key: old -> new (at step N)"; carried into every later checkpoint of the run.
+  std::vector<std::string> config_changes;
+  // Checksum (checksum.hpp) of every file of the checkpoint directory but manifest.json,
+  // by file name; filled by write_checkpoint_manifest, checked by verify_checkpoint_file.
+  // Empty in version-1 checkpoints (written before checksums), which load unverified.
+  std::map<std::string, std::string> files;
+  int version = 0;  // of the manifest read; the current one is written
 };
 
 // What a checkpoint holds besides the manifest. m and v may be empty (weights only).
@@ -60,13 +69,26 @@ void write_moment_shard(const std::string& staging_dir, int rank, int world_size
                         int64_t offset, const Tensor& m, const Tensor& v, Backend& backend);
 
 // The newest complete checkpoint of a run: the one `latest` names, or when that pointer is
-// missing or stale, the highest step-* directory holding a manifest. nullopt if none.
+// missing or names no complete checkpoint (a warning says so), the highest step-* directory
+// holding a manifest. nullopt if none. A `latest` that is not a pointer meap could have
+// written (a directory, garbage) is refused with an error saying what to do.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+// step-* directories of the run without a manifest.json: not written by meap (its rename
+// is atomic), so damaged from outside. A run refuses to start over them.
+std::vector<std::string> incomplete_checkpoints(const std::string& run_dir);
 
+// Reads and checks manifest.json (its own checksum included: a damaged manifest is refused
+// naming it).
 CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir);
-// Writes checkpoint_dir/manifest.json atomically (commit_checkpoint and `meap import`).
+// Writes checkpoint_dir/manifest.json atomically (commit_checkpoint and `meap import`),
+// recording the checksum of every other file in checkpoint_dir.
 void write_checkpoint_manifest(const std::string& checkpoint_dir,
                                const CheckpointManifest& manifest);
+// Throws meap::Error naming the file unless checkpoint_dir/name has the checksum its
+// manifest recorded (every loader calls it before reading a file: weights, moments,
+// tokenizer). A version-1 checkpoint has none: a warning says it is loaded unverified.
+void verify_checkpoint_file(const std::string& checkpoint_dir, const CheckpointManifest& manifest,
+                            const std::string& name);
 // checkpoint.init_from: loads the weights of the checkpoint, run directory (its latest) or
 // `meap import` output at `path` into model (the fp32 master; the working copy re-synced),
 // refusing one whose model section differs from model.config() in anything but init_std.

@@ -1,37 +1,33 @@
-// Config: the YAML run config (configs/*.yaml), one struct per section, with defaults.
-// load_config reads a file, applies dotted command-line overrides (optim.lr=1e-3) and
-// validates every key; config_to_yaml prints the effective config saved with a run.
+// Config: the YAML run config of `meap train` (configs/*.yaml). The train layer owns the
+// run, optim, train, checkpoint, eval and log sections and composes them with the model's,
+// the data's and dist's own sections (each with its keys and checks, in its layer).
+// load_config reads a file, applies dotted overrides (optim.lr=1e-3) and validates every
+// key; config_to_yaml prints the effective config saved with a run.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "meap/model/model_config.hpp"
+#include "meap/backend/device_choice.hpp"
 #include "meap/core/tensor.hpp"
+#include "meap/data/data_config.hpp"
+#include "meap/dist/dist_config.hpp"
+#include "meap/model/llama.hpp"
+#include "meap/model/model_config.hpp"
 
 namespace meap {
+
+// train.precision. bf16: bf16 weights and activations, fp32 master weights, f32 gradients
+// and moments (CUDA only). auto: bf16 on a CUDA backend, fp32 on the CPU.
+enum class Precision { auto_, fp32, bf16 };
+std::span<const std::string_view> enum_names(Precision);
 
 struct RunConfig {
   std::string name = "meap";
   std::string out_dir = "runs/meap";
   uint64_t seed = 1234;  // seeds init and, with the sequence index, every MEAP mask
   bool operator==(const RunConfig&) const = default;
-};
-
-struct MeapConfig {
-  double mask_ratio = 0.15;            // fraction of input tokens replaced by [MASK]; 0 = NTP
-  bool keep_special_unmasked = false;  // never mask BOS/EOS
-  bool operator==(const MeapConfig&) const = default;
-};
-
-struct DataConfig {
-  std::string train;      // glob of training shards
-  std::string val;        // glob of validation shards
-  std::string tokenizer;  // SentencePiece model
-  int64_t seq_len = 256;  // tokens per training sequence (T)
-  MeapConfig meap;
-  bool operator==(const DataConfig&) const = default;
 };
 
 struct OptimConfig {
@@ -50,13 +46,11 @@ struct TrainConfig {
   int64_t global_batch_size = 32;  // sequences per optimizer step, over all ranks
   int64_t micro_batch_size = 8;    // sequences per forward/backward on one rank
   int64_t max_steps = 300;
-  std::string device = "auto";     // auto | cpu | cuda
-  // auto | fp32 | bf16. bf16: bf16 weights and activations, fp32 master weights, f32
-  // gradients and moments (CUDA only). auto: bf16 on a CUDA backend, fp32 on the CPU.
-  std::string precision = "auto";
-  // none | mlp | attention | all: per-layer activations recomputed in the backward
-  // instead of kept (Recompute in llama.hpp); same results, less activation memory.
-  std::string recompute = "none";
+  DeviceChoice device = DeviceChoice::auto_;
+  Precision precision = Precision::auto_;
+  // Per-layer activations recomputed in the backward instead of kept (Recompute in
+  // llama.hpp); same results, less activation memory.
+  Recompute recompute = Recompute::none;
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -81,17 +75,6 @@ struct LogConfig {
   bool operator==(const LogConfig&) const = default;
 };
 
-struct DistConfig {
-  double timeout_s = 600;  // a collective still waiting after this long ends every rank
-  // ZeRO-1: each rank keeps the AdamW moments of 1 / world_size of the parameters
-  // (reduce-scatter of the gradients, sharded update, all-gather of the weights).
-  bool zero1 = false;
-  // Gradient all-reduce in buckets of this many MiB, started during the last micro-batch's
-  // backward (overlapping the remaining layers); 0 = one all-reduce after the backward.
-  double bucket_mb = 25;
-  bool operator==(const DistConfig&) const = default;
-};
-
 struct Config {
   RunConfig run;
   ModelConfig model;
@@ -104,8 +87,10 @@ struct Config {
   DistConfig dist;
 };
 
-// Compares every config key (ModelConfig has no operator== of its own, so this goes
-// through the key table rather than a defaulted comparison).
+// Every key of the run config, in the order the effective config is printed.
+const ConfigSchema& config_schema();
+
+// Compares every config key.
 bool operator==(const Config& a, const Config& b);
 
 // Reads the YAML file at `path`, applies overrides ("optim.lr=1e-3", values parsed as
@@ -122,12 +107,12 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 std::string config_to_yaml(const Config& config);
 
 // The model dtype of train.precision on a backend of `device`: fp32 -> f32, bf16 -> bf16,
-// auto -> bf16 on CUDA, f32 on the CPU. (bf16 on the CPU is refused by validate_config when
-// train.device=cpu, and by Llama when train.device=auto picked the CPU.)
-DType precision_dtype(const TrainConfig& train, Device device);
+// auto -> bf16 on CUDA, f32 on the CPU. bf16 on the CPU is refused, naming train.precision
+// and train.device: the one place that rule lives.
+DType precision_dtype(Precision precision, Device device);
 
-// Range and cross-key checks (batch divisibility needs the number of ranks).
-// Throws meap::Error naming the offending keys.
+// Range checks of every section and the checks across sections (batch divisibility needs
+// the number of ranks). Throws meap::Error naming the offending keys.
 void validate_config(const Config& config, int world_size = 1);
 
 }  // namespace meap

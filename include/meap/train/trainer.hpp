@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "meap/train/config.hpp"
 #include "meap/data/token_streamer.hpp"
@@ -15,7 +16,15 @@ struct TrainerOptions {
   bool resume = false;                    // continue from the run's latest checkpoint
   std::function<bool()> stop_requested;   // polled after every step (signal handlers)
   bool quiet = false;                     // no console lines (tests)
+  // --allow-config-change: a resume may change keys outside resume_safe_config_keys();
+  // the changes are logged and recorded in every later checkpoint's manifest.
+  bool allow_config_change = false;
 };
+
+// Keys a --resume may change without --allow-config-change: they change when and how the
+// run is computed and reported, not what it computes (the stopping step, intervals, the
+// device, precision and recomputation, how ranks combine gradients).
+const std::vector<std::string>& resume_safe_config_keys();
 
 struct TrainResult {
   int64_t start_step = 0;  // the step training started after (0, or the resumed one)

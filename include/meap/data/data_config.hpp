@@ -1,0 +1,32 @@
+// DataConfig: the `data:` section of a run config -- where the shards and the tokenizer are,
+// the sequence length, and MEAP's masking -- with its keys and its own range checks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "meap/core/config_schema.hpp"
+
+namespace meap {
+
+struct MeapConfig {
+  double mask_ratio = 0.15;            // fraction of input tokens replaced by [MASK]; 0 = NTP
+  bool keep_special_unmasked = false;  // never mask BOS/EOS
+  bool operator==(const MeapConfig&) const = default;
+};
+
+struct DataConfig {
+  std::string train;      // glob of training shards
+  std::string val;        // glob of validation shards
+  std::string tokenizer;  // SentencePiece model
+  int64_t seq_len = 256;  // tokens per training sequence (T)
+  MeapConfig meap;
+  bool operator==(const DataConfig&) const = default;
+};
+
+ConfigKeys<DataConfig> data_config_keys();
+
+// Range checks of the section alone, naming the key ("data.seq_len must be ...").
+void validate(const DataConfig& data);
+
+}  // namespace meap
