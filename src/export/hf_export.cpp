@@ -68,6 +68,10 @@ void write_sentencepiece_files(const fs::path& dir, const Tokenizer& tok, int64_
                              {"mask_token", kMaskPiece}};
   if (tok.unk_id() >= 0) specials["unk_token"] = tok.piece(tok.unk_id());
   if (tok.pad_id() >= 0) specials["pad_token"] = tok.piece(tok.pad_id());
+  // `<s>` stays a special token (as when it was the declared BOS): text holding it reads
+  // as its id, and decoding with skip_special_tokens drops it.
+  if (tok.bos_id() >= 0 && tok.bos_id() != tok.eos_id())
+    specials["additional_special_tokens"] = nlohmann::json::array({tok.piece(tok.bos_id())});
 
   nlohmann::json added = nlohmann::json::object();
   for (int32_t id : {tok.unk_id(), tok.bos_id(), tok.eos_id(), tok.pad_id(), tok.mask_id()})
