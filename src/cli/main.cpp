@@ -26,6 +26,7 @@ constexpr Command kCommands[] = {
     {"batches", meap::cli::batches_command, "a run's first N global batches, for a reference"},
     {"init", meap::cli::init_command, "the weights a run starts from (step-0 checkpoint)"},
     {"generate", meap::cli::generate_command, "sample a continuation from a trained model"},
+    {"eval", meap::cli::eval_command, "ppl, NIAH, MDQA and attention analysis of a checkpoint"},
     {"export", meap::cli::export_command, "a checkpoint as a Hugging Face LlamaForCausalLM"},
     {"import", meap::cli::import_command, "a Hugging Face Llama as a meap checkpoint"},
     {"inspect", meap::cli::inspect_command, "parameters, FLOPs per token and memory per device"},

@@ -55,23 +55,30 @@ nlohmann::json special_token_entry(const std::string& content) {
 
 // tokenizer.model plus the two JSON files transformers' LlamaTokenizer(Fast) reads.
 // meap's SentencePiece model has no dummy prefix and identity normalisation, hence
-// add_prefix_space false and legacy true (plain SentencePiece encoding); documents are
-// separated by EOS and BOS is never trained, hence add_bos_token false.
+// add_prefix_space false and legacy true (plain SentencePiece encoding). Documents are
+// separated by EOS and BOS is never trained, so the declared bos_token is EOS: the
+// tokenizer starts a text with it (add_bos_token), as `meap generate` and `meap eval` start
+// a context, and tools that start a sequence with "the BOS" (lm-evaluation-harness's rolling
+// windows and empty contexts) use the token every training document follows (docs/eval.md).
 void write_sentencepiece_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
   fs::copy_file(tok.path(), dir / "tokenizer.model");
   fsync_file((dir / "tokenizer.model").string());
-  nlohmann::json specials = {{"bos_token", tok.piece(tok.bos_id())},
+  nlohmann::json specials = {{"bos_token", tok.piece(tok.eos_id())},
                              {"eos_token", tok.piece(tok.eos_id())},
                              {"mask_token", kMaskPiece}};
   if (tok.unk_id() >= 0) specials["unk_token"] = tok.piece(tok.unk_id());
   if (tok.pad_id() >= 0) specials["pad_token"] = tok.piece(tok.pad_id());
+  // `<s>` stays a special token (as when it was the declared BOS): text holding it reads
+  // as its id, and decoding with skip_special_tokens drops it.
+  if (tok.bos_id() >= 0 && tok.bos_id() != tok.eos_id())
+    specials["additional_special_tokens"] = nlohmann::json::array({tok.piece(tok.bos_id())});
 
   nlohmann::json added = nlohmann::json::object();
   for (int32_t id : {tok.unk_id(), tok.bos_id(), tok.eos_id(), tok.pad_id(), tok.mask_id()})
     if (id >= 0) added[std::to_string(id)] = special_token_entry(tok.piece(id));
   nlohmann::json config = specials;
   config["tokenizer_class"] = "LlamaTokenizer";
-  config["add_bos_token"] = false;
+  config["add_bos_token"] = true;  // the declared BOS: EOS, the document start
   config["add_eos_token"] = false;
   config["add_prefix_space"] = false;
   config["legacy"] = true;
@@ -223,7 +230,9 @@ HfExportResult export_hf(const HfExportOptions& opt) {
   }
 
   HfSpecialTokens special;
-  special.bos = tok.bos_id();
+  // A SentencePiece export declares EOS, the document-start token meap trains with, as its
+  // BOS (write_sentencepiece_files); a tokenizer.json keeps its own.
+  special.bos = tok.kind() == TokenizerKind::sentencepiece ? tok.eos_id() : tok.bos_id();
   special.eos = tok.eos_id();
   special.pad = tok.pad_id();
   special.unk = tok.unk_id();

@@ -355,6 +355,13 @@ Tensor Llama::logits() const {
   return shaped(act_.logits, {last_B_, last_T_, config_.vocab_size});
 }
 
+Tensor Llama::layer_qkv(int64_t layer) const {
+  MEAP_CHECK(last_B_ > 0 && layer >= 0 && layer < config_.n_layers,
+             "layer_qkv() needs a forward and a layer index in [0, n_layers)");
+  return shaped(act_.layers[layer].qkv,
+                {last_B_, last_T_, config_.n_heads + 2 * config_.n_kv_heads, config_.head_dim()});
+}
+
 double Llama::forward(const int32_t* inputs, const int32_t* targets, const float* weights,
                       int64_t B, int64_t T, double grad_scale) {
   const int64_t N = B * T;

@@ -5,7 +5,8 @@ Run: /usr/bin/python3 tests/scripts/check_plot_metrics.py   (exit 0 = pass)
 
 Renders a fake run (a resumed run's repeated steps and a torn last line included) and
 checks the PNG, the --out option, the errors for a missing run, and the message when
-matplotlib cannot be imported. Without matplotlib it checks only the message, and says so.
+matplotlib cannot be imported; then two runs side by side (MEAP and NTP, with a `meap eval`
+results file): one figure and a table naming both, flagging MEAP's masked train loss. Without matplotlib it checks only the message, and says so.
 """
 
 import json
@@ -86,6 +87,33 @@ def main():
         r = run(os.path.join(tmp, "nowhere"))
         check(r.returncode == 1 and "is not a directory" in r.stderr,
               "a missing run directory is a clear error", r)
+
+        # Two runs side by side: a MEAP run (mask ratio 0.15, block-style config) with eval
+        # results, an NTP run (flow-style config).
+        meap_dir, ntp_dir = os.path.join(tmp, "tiny-meap"), os.path.join(tmp, "tiny-ntp")
+        for d, config in ((meap_dir, "data:\n  seq_len: 128\n  meap:\n    mask_ratio: 0.15\n"),
+                          (ntp_dir, "data: {seq_len: 128, meap: {mask_ratio: 0}}\n")):
+            os.makedirs(os.path.join(d, "checkpoints", "step-00000200"))
+            fake_run(d)
+            with open(os.path.join(d, "config.yaml"), "w") as f:
+                f.write(config)
+        results = os.path.join(tmp, "meap-eval.json")
+        with open(results, "w") as f:
+            json.dump({"schema": "meap-eval/1", "run": "tiny-meap", "step": 200,
+                       "checkpoint": os.path.join(meap_dir, "checkpoints", "step-00000200"),
+                       "tasks": {"ppl": {"bits_per_byte": 1.2345},
+                                 "niah": {"overall": {"accuracy": 0.5, "greedy_em": 0.25}}}}, f)
+        both = os.path.join(tmp, "both.png")
+        r = run(meap_dir, ntp_dir, "--out", both, "--eval", results)
+        check(r.returncode == 0 and os.path.exists(both), "two runs: one figure", r)
+        lines = r.stdout.splitlines()
+        meap_row = [l for l in lines if l.startswith("tiny-meap")]
+        ntp_row = [l for l in lines if l.startswith("tiny-ntp")]
+        check(len(meap_row) == 1 and "0.15" in meap_row[0] and "1.2345" in meap_row[0] and
+              "0.500/0.250" in meap_row[0], "table row of the MEAP run with its eval numbers", r)
+        check(len(ntp_row) == 1 and ntp_row[0].split()[1] == "0", "table row of the NTP run", r)
+        check("masked inputs" in r.stdout and "compare val_loss" in r.stdout,
+              "the table says MEAP's train loss is on masked inputs", r)
     print("check_plot_metrics: all passed")
 
 

@@ -127,6 +127,10 @@ class Llama {
   // the model's dtype (bf16 for a bf16 model: read it with backend().cast or bf16_to_f32).
   void forward_logits(const int32_t* inputs, int64_t B, int64_t T);
   Tensor logits() const;
+  // Layer l's q, k (RoPE applied) and v of the last forward or forward_logits:
+  // (B, T, Hq + 2 Hkv, D), q heads first, in the model's dtype. The evaluation's attention
+  // analysis (src/eval/attention_analysis.cpp) computes attention probabilities from it.
+  Tensor layer_qkv(int64_t layer) const;
 
  private:
   struct LayerWeights {
