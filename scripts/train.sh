@@ -24,7 +24,9 @@ baseline=$(sed -n 's/.*"train_unigram_entropy_nats": *\([0-9.]*\).*/\1/p' data/t
 # this costs ~5%, on one whose cores are shared with other work spinning threads starve
 # each other (several times slower, measured).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-build/meap train configs/tiny.yaml --resume "$@" 2>&1 | tee train.log
+# Ctrl-C reaches the whole foreground group: tee ignores it, so meap finishes its step,
+# checkpoints and exits 0 while its output still reaches train.log and the terminal.
+build/meap train configs/tiny.yaml --resume "$@" 2>&1 | (trap '' INT; exec tee train.log)
 run_dir=$(sed -n 's/^checkpoint: \(.*\)\/checkpoints\/.*/\1/p' train.log | tail -1)
 
 echo

@@ -1,10 +1,12 @@
 // `meap inspect CONFIG.yaml [key=value ...]`: what a run of this config costs before it
 // starts -- parameter counts, training FLOPs per token, and memory per device.
 #include <cstdio>
+#include <optional>
 
 #include "cli/command_line.hpp"
 #include "meap/backend/backend.hpp"
 #include "meap/core/human_format.hpp"
+#include "meap/core/system_memory.hpp"
 #include "meap/train/config.hpp"
 #include "meap/model/llama.hpp"
 
@@ -72,6 +74,11 @@ int inspect_command(const Args& args) {
     std::printf(", %s without recompute", human_bytes(kept_all.activation_bytes).c_str());
   std::printf(")\n");
   std::printf("  total           %s\n", human_bytes(total_bytes).c_str());
+  if (const std::optional<uint64_t> available = available_host_memory())
+    std::printf("host memory       %s available%s\n", human_bytes(*available).c_str(),
+                device == Device::cpu && total_bytes > static_cast<double>(*available)
+                    ? ": this run does NOT fit (meap train refuses it)"
+                    : "");
   return 0;
 }
 

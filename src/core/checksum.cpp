@@ -1,5 +1,6 @@
 #include "meap/core/checksum.hpp"
 
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <cerrno>
@@ -12,31 +13,53 @@
 
 namespace meap {
 
-namespace {
-
-std::string format(XXH64_hash_t h) {
+std::string checksum_string(uint64_t h) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "xxh3-64:%016llx", static_cast<unsigned long long>(h));
   return buf;
 }
 
-}  // namespace
+uint64_t xxh3_64(const void* data, size_t n, uint64_t seed) {
+  return seed == 0 ? XXH3_64bits(data, n) : XXH3_64bits_withSeed(data, n, seed);
+}
 
-std::string bytes_checksum(const void* data, size_t n) { return format(XXH3_64bits(data, n)); }
+struct Xxh3Stream::State {
+  XXH3_state_t* s = XXH3_createState();
+  ~State() { XXH3_freeState(s); }
+};
 
-std::string file_checksum(const std::string& path) {
+Xxh3Stream::Xxh3Stream() : state_(std::make_unique<State>()) {
+  MEAP_CHECK(state_->s != nullptr && XXH3_64bits_reset(state_->s) == XXH_OK);
+}
+Xxh3Stream::~Xxh3Stream() = default;
+Xxh3Stream::Xxh3Stream(Xxh3Stream&&) noexcept = default;
+Xxh3Stream& Xxh3Stream::operator=(Xxh3Stream&&) noexcept = default;
+
+void Xxh3Stream::update(const void* data, size_t n) {
+  MEAP_CHECK(XXH3_64bits_update(state_->s, data, n) == XXH_OK);
+}
+
+uint64_t Xxh3Stream::digest() const { return XXH3_64bits_digest(state_->s); }
+
+std::string bytes_checksum(const void* data, size_t n) {
+  return checksum_string(XXH3_64bits(data, n));
+}
+
+uint64_t file_xxh3(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) fail("cannot read ", path, ": ", std::strerror(errno));
-  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
-                                                                         &XXH3_freeState);
-  MEAP_CHECK(state && XXH3_64bits_reset(state.get()) == XXH_OK);
+  struct stat st {};
+  if (::fstat(::fileno(f.get()), &st) != 0) fail("cannot stat ", path, ": ", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail("cannot read ", path, ": not a regular file");
+  Xxh3Stream stream;
   std::vector<char> buf(1 << 20);
   size_t got = 0;
-  while ((got = std::fread(buf.data(), 1, buf.size(), f.get())) > 0)
-    MEAP_CHECK(XXH3_64bits_update(state.get(), buf.data(), got) == XXH_OK);
+  while ((got = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) stream.update(buf.data(), got);
   if (std::ferror(f.get())) fail("cannot read ", path, ": ", std::strerror(errno));
-  return format(XXH3_64bits_digest(state.get()));
+  return stream.digest();
 }
+
+std::string file_checksum(const std::string& path) { return checksum_string(file_xxh3(path)); }
 
 void verify_file_checksum(const std::string& path, const std::string& expected,
                           std::string_view what) {

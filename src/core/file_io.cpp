@@ -1,6 +1,7 @@
 #include "meap/core/file_io.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,50 @@ namespace meap {
 
 void io_fail(const char* what, const std::string& path, int err) {
   fail("cannot ", what, " '", path, "': ", std::strerror(err));
+}
+
+uint64_t check_small_file(const std::string& path, uint64_t max_bytes, std::string_view what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    fail("cannot read ", what, " '", path, "': ", std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) fail(what, " '", path, "' is a directory, not a file");
+  if (!S_ISREG(st.st_mode))
+    fail(what, " '", path, "' is not a regular file (a device, pipe or socket); give a file");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > max_bytes)
+    fail(what, " '", path, "' is ", size, " bytes, more than the ", max_bytes,
+         " bytes such a file can be: is it the right file?");
+  return size;
+}
+
+std::string read_small_file(const std::string& path, uint64_t max_bytes, std::string_view what) {
+  check_small_file(path, max_bytes, what);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    fail("cannot read ", what, " '", path, "': ", std::strerror(err));
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      fail("cannot read ", what, " '", path, "': ", std::strerror(err));
+    }
+    if (r == 0) break;
+    if (out.size() + static_cast<size_t>(r) > max_bytes) {
+      ::close(fd);
+      fail(what, " '", path, "' grew past ", max_bytes, " bytes while it was read");
+    }
+    out.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  return out;
 }
 
 void write_all(int fd, const void* data, size_t n, const std::string& path) {

@@ -9,6 +9,7 @@
 #include "data/hf/byte_level.hpp"
 #include "data/hf/utf8.hpp"
 #include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 
 namespace meap {
 
@@ -17,12 +18,9 @@ using nlohmann::json;
 namespace {
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open tokenizer '", path, "'");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string text = read_small_file(path, kMaxTokenizerBytes, "tokenizer");
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail("tokenizer '", path, "' is not valid JSON: ", e.what());
   }

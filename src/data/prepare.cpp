@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "meap/data/corpus.hpp"
+#include "meap/core/checksum.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
 #include "meap/core/human_format.hpp"
@@ -114,19 +115,20 @@ class SplitDecider {
 class ShardSeries {
  public:
   ShardSeries(fs::path dir, std::string prefix, uint64_t shard_tokens, uint32_t vocab_size,
-              SpecialTokens special)
+              SpecialTokens special, uint64_t tokenizer_checksum)
       : dir_(std::move(dir)),
         prefix_(std::move(prefix)),
         shard_tokens_(shard_tokens),
         vocab_size_(vocab_size),
-        special_(special) {}
+        special_(special),
+        tokenizer_checksum_(tokenizer_checksum) {}
 
   void append(const int32_t* tokens, size_t n) {
     while (n > 0) {
       if (!current_) {
         char name[64];
         std::snprintf(name, sizeof name, "%s-%05zu.bin", prefix_.c_str(), done_.size());
-        current_.emplace((dir_ / name).string(), vocab_size_, special_);
+        current_.emplace((dir_ / name).string(), vocab_size_, special_, tokenizer_checksum_);
       }
       const size_t k =
           static_cast<size_t>(std::min<uint64_t>(n, shard_tokens_ - current_->n_tokens()));
@@ -166,6 +168,7 @@ class ShardSeries {
   uint64_t shard_tokens_;
   uint32_t vocab_size_;
   SpecialTokens special_;
+  uint64_t tokenizer_checksum_;
   std::optional<ShardWriter> current_;
   std::vector<ShardEntry> done_;
   uint64_t total_ = 0;
@@ -407,7 +410,7 @@ std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
                           const std::vector<CorpusFile>& files) {
   nlohmann::ordered_json j;
   j["format"] = "meap-prepare";
-  j["version"] = 1;
+  j["version"] = 2;  // 2: tokenizer.checksum, shards of format version 2
   j["inputs"] = o.inputs;
   j["input_files"] = nlohmann::ordered_json::array();
   for (const CorpusFile& f : files)
@@ -417,6 +420,7 @@ std::string manifest_json(const PrepareOptions& o, const PrepareSummary& s,
   nlohmann::ordered_json tok;
   tok["model"] = fs::path(s.tokenizer_path).filename().string();
   tok["kind"] = tokenizer_kind_name(s.tokenizer_kind);
+  tok["checksum"] = checksum_string(s.tokenizer_checksum);
   tok["trained"] = s.tokenizer_trained;
   if (s.tokenizer_trained)
     tok["sample_bytes"] = o.tokenizer_sample_bytes;
@@ -521,6 +525,7 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
   s.vocab_size = tokenizer.vocab_size();
   s.special = {tokenizer.bos_id(), tokenizer.eos_id(), tokenizer.pad_id(), tokenizer.mask_id()};
   s.tokenizer_kind = tokenizer.kind();
+  s.tokenizer_checksum = file_xxh3(s.tokenizer_path);
   s.mask_appended = tokenizer.mask_appended();
   s.mask_piece = tokenizer.piece(tokenizer.mask_id());
   char took[32];
@@ -531,8 +536,8 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
 
   // ---- encoding: documents read here, encoded by the pool, written here in corpus order
   const uint32_t vocab = static_cast<uint32_t>(s.vocab_size);
-  ShardSeries train(dir, "train", o.shard_tokens, vocab, s.special);
-  ShardSeries val(dir, "val", o.shard_tokens, vocab, s.special);
+  ShardSeries train(dir, "train", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
+  ShardSeries val(dir, "val", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
   const int32_t eos = s.special.eos;
   std::vector<uint64_t> train_counts(vocab, 0);  // for the unigram-entropy baseline
   auto emit = [&](std::vector<int32_t>&& tokens, bool is_val, uint64_t) {

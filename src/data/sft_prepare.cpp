@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "meap/core/checksum.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
 #include "meap/data/line_reader.hpp"
@@ -31,14 +32,6 @@ bool is_sft_name(const std::string& name) {
     if (n.size() > e.size() && n.compare(n.size() - e.size(), e.size(), e) == 0) return true;
   }
   return false;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read '", path, "'");
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // One split's shards: whole samples, a new file when the next sample would pass
@@ -103,22 +96,16 @@ nlohmann::ordered_json shard_list(const std::vector<ShardEntry>& shards) {
   return list;
 }
 
-std::string hex64(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 std::string manifest_json(const SftPrepareOptions& o, const SftTemplate& t,
                           const SftPrepareSummary& s) {
   nlohmann::ordered_json j;
   j["format"] = "meap-sft-prepare";
-  j["version"] = 1;
+  j["version"] = 2;  // 2: XXH3 checksums ("xxh3-64:..."), SFT shards of format version 2
   j["inputs"] = o.inputs;
   j["input_files"] = s.input_files;
   j["tokenizer"] = {{"model", "tokenizer.model"},
                     {"source", o.tokenizer},
-                    {"checksum", hex64(s.tokenizer_checksum)},
+                    {"checksum", checksum_string(s.tokenizer_checksum)},
                     {"vocab_size", s.vocab_size},
                     {"bos", s.special.bos},
                     {"eos", s.special.eos},
@@ -203,8 +190,7 @@ SftPrepareSummary run(const SftPrepareOptions& o) {
     fs::copy_file(o.tokenizer, model, fs::copy_options::overwrite_existing);
   s.tokenizer_path = model.string();
   const Tokenizer tok = Tokenizer::load(s.tokenizer_path);
-  const std::string model_bytes = read_file(s.tokenizer_path);
-  s.tokenizer_checksum = shard_checksum(model_bytes.data(), model_bytes.size());
+  s.tokenizer_checksum = file_xxh3(s.tokenizer_path);
   s.vocab_size = tok.vocab_size();
   s.special = {tok.bos_id(), tok.eos_id(), tok.pad_id(), tok.mask_id()};
   say(o, str_cat(s.input_files.size(), " input file", s.input_files.size() == 1 ? "" : "s",

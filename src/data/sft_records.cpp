@@ -1,10 +1,12 @@
 #include "meap/data/sft_records.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 #include "meap/data/corpus.hpp"  // is_blank
 #include "meap/data/tokenizer.hpp"
 
@@ -168,14 +170,13 @@ SftTemplate SftTemplate::chat() {
 SftTemplate SftTemplate::load(const std::string& name_or_path) {
   if (name_or_path == "plain") return plain();
   if (name_or_path == "chat") return chat();
-  std::ifstream in(name_or_path, std::ios::binary);
-  if (!in)
+  std::error_code ec;
+  if (!std::filesystem::exists(name_or_path, ec))
     fail("--template '", name_or_path, "' is neither plain, chat nor a readable JSON file");
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = read_small_file(name_or_path, kMaxConfigBytes, "--template");
   json j;
   try {
-    j = json::parse(text.str());
+    j = json::parse(text);
   } catch (const json::parse_error& e) {
     fail(name_or_path, ": not valid JSON (", e.what(), ")");
   }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <utility>
 
+#include "meap/core/checksum.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
 
@@ -86,6 +87,13 @@ const char* sft_role_name(SftRole role) {
   return "?";
 }
 
+uint64_t sft_shard_checksum(const void* header, uint64_t body_xxh3) {
+  unsigned char h[kSftShardHeaderBytes];
+  std::memcpy(h, header, sizeof h);
+  store<uint64_t>(h + kOffChecksum, 0);
+  return xxh3_64(h, sizeof h, body_xxh3);
+}
+
 // ---- SftShardWriter ---------------------------------------------------------------------
 
 SftShardWriter::SftShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special,
@@ -157,8 +165,9 @@ void SftShardWriter::finish() {
   store<int32_t>(p + kOffPad, special_.pad);
   store<int32_t>(p + kOffMask, special_.mask);
   store<uint64_t>(p + kOffTokenizer, tokenizer_checksum_);
-  store<uint64_t>(p + kOffChecksum, shard_checksum(p + kSftShardHeaderBytes,
-                                                   file.size() - kSftShardHeaderBytes));
+  store<uint64_t>(p + kOffChecksum,
+                  sft_shard_checksum(p, xxh3_64(p + kSftShardHeaderBytes,
+                                                file.size() - kSftShardHeaderBytes)));
   std::vector<unsigned char>().swap(tokens_);
   write_file_atomic(path_, file);
 }
@@ -199,6 +208,10 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
     fail(path, ": SFT shard format version ", info.version,
          " was written by a newer meap; this build reads up to version ", kSftShardVersion);
   if (info.version == 0) fail(path, ": invalid SFT shard format version 0 (corrupt header)");
+  if (info.version < kSftShardVersion)
+    fail(path, ": SFT shard format version ", info.version, " is no longer read (its checksums "
+         "are not XXH3); re-run meap prepare --sft to rewrite it (version ", kSftShardVersion,
+         ")");
   info.token_bytes = load<uint32_t>(h + kOffTokenBytes);
   if (info.token_bytes != 2 && info.token_bytes != 4)
     fail(path, ": invalid token width ", info.token_bytes, " bytes (must be 2 or 4)");
@@ -237,12 +250,12 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
 
   if (verify_checksum) {
     ::madvise(map, file_bytes, MADV_SEQUENTIAL);
-    const uint64_t actual =
-        shard_checksum(h + kSftShardHeaderBytes, file_bytes - kSftShardHeaderBytes);
+    const uint64_t actual = sft_shard_checksum(
+        h, xxh3_64(h + kSftShardHeaderBytes, file_bytes - kSftShardHeaderBytes));
     ::madvise(map, file_bytes, MADV_NORMAL);
     if (actual != info.checksum)
       fail(path, ": checksum mismatch: the SFT shard is corrupt (header says 0x", std::hex,
-           info.checksum, ", the data give 0x", actual, std::dec,
+           info.checksum, ", the header and data give 0x", actual, std::dec,
            "); re-run meap prepare --sft for this file");
   }
 

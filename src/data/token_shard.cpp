@@ -13,6 +13,7 @@
 #include <limits>
 #include <utility>
 
+#include "meap/core/checksum.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
 
@@ -28,49 +29,15 @@ namespace {
 // Header layout (64 bytes, little endian):
 //   0  magic "MEAPTOK\0"   8  u32 version    12 u32 token_bytes  16 u64 n_tokens
 //   24 u32 vocab_size      28 i32 bos        32 i32 eos          36 i32 pad
-//   40 i32 mask            44 u32 reserved   48 u64 checksum     56 8 zero bytes
+//   40 i32 mask            44 u32 reserved   48 u64 checksum     56 u64 tokenizer_checksum
 constexpr char kMagic[8] = {'M', 'E', 'A', 'P', 'T', 'O', 'K', '\0'};
 constexpr size_t kOffVersion = 8, kOffTokenBytes = 12, kOffNTokens = 16, kOffVocab = 24,
                  kOffBos = 28, kOffEos = 32, kOffPad = 36, kOffMask = 40, kOffReserved = 44,
-                 kOffChecksum = 48, kOffPadding = 56;
-static_assert(kOffPadding + 8 == kShardHeaderBytes);
+                 kOffChecksum = 48, kOffTokenizer = 56;
+static_assert(kOffTokenizer + 8 == kShardHeaderBytes);
 
-// Tokens are written in chunks of this many bytes; a multiple of 8, so every chunk but the
-// last is whole checksum words.
+// Tokens are written in chunks of this many bytes.
 constexpr size_t kChunkBytes = size_t{4} << 20;
-
-// The checksum (docs/formats.md, "Checksum"): one 64-bit lane over little-endian 8-byte
-// words, each step a xor, a multiply by an odd constant and a xor-shift. Each step is a
-// bijection of the state for a fixed word, so a single changed word always changes the
-// result; the shift carries high bits down so a change anywhere in a word reaches all bits
-// of later states. About 6 cycles per 8 bytes on one dependency chain: several GB/s.
-constexpr uint64_t kHashSeed = 0xCBF29CE484222325ull;
-constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
-
-inline uint64_t hash_step(uint64_t h, uint64_t w) {
-  h = (h ^ w) * kHashMul;
-  return h ^ (h >> 32);
-}
-
-uint64_t hash_words(uint64_t h, const unsigned char* p, size_t n_words) {
-  for (size_t i = 0; i < n_words; ++i) {
-    uint64_t w;
-    std::memcpy(&w, p + 8 * i, 8);
-    h = hash_step(h, w);
-  }
-  return h;
-}
-
-// The last partial word (zero-padded) and the total length.
-uint64_t hash_finish(uint64_t h, const unsigned char* tail, size_t tail_bytes,
-                     uint64_t total_bytes) {
-  if (tail_bytes > 0) {
-    uint64_t w = 0;
-    std::memcpy(&w, tail, tail_bytes);
-    h = hash_step(h, w);
-  }
-  return hash_step(h, total_bytes);
-}
 
 template <class T>
 T load(const unsigned char* p) {
@@ -125,16 +92,21 @@ bool same_special(const SpecialTokens& a, const SpecialTokens& b) {
 
 }  // namespace
 
-uint64_t shard_checksum(const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  const size_t words = n / 8;
-  return hash_finish(hash_words(kHashSeed, p, words), p + 8 * words, n % 8, n);
+uint64_t shard_checksum(const void* header, uint64_t tokens_xxh3) {
+  unsigned char h[kShardHeaderBytes];
+  std::memcpy(h, header, sizeof h);
+  store<uint64_t>(h + kOffChecksum, 0);
+  return xxh3_64(h, sizeof h, tokens_xxh3);
 }
 
 // ---- ShardWriter ------------------------------------------------------------------------
 
-ShardWriter::ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special)
-    : path_(std::move(path)), vocab_size_(vocab_size), special_(special), hash_(kHashSeed) {
+ShardWriter::ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special,
+                         uint64_t tokenizer_checksum)
+    : path_(std::move(path)),
+      vocab_size_(vocab_size),
+      special_(special),
+      tokenizer_checksum_(tokenizer_checksum) {
   if (vocab_size_ == 0) fail(path_, ": cannot write a token shard with vocab_size 0");
   if (const std::string bad = bad_special(special_, vocab_size_); !bad.empty())
     fail(path_, ": special token id ", bad, " is outside the vocab [0, ", vocab_size_,
@@ -161,8 +133,9 @@ ShardWriter::ShardWriter(ShardWriter&& other) noexcept
       vocab_size_(other.vocab_size_),
       token_bytes_(other.token_bytes_),
       special_(other.special_),
+      tokenizer_checksum_(other.tokenizer_checksum_),
       n_tokens_(other.n_tokens_),
-      hash_(other.hash_),
+      hash_(std::move(other.hash_)),
       buffer_(std::move(other.buffer_)),
       done_(std::exchange(other.done_, true)) {}
 
@@ -175,8 +148,9 @@ ShardWriter& ShardWriter::operator=(ShardWriter&& other) noexcept {
     vocab_size_ = other.vocab_size_;
     token_bytes_ = other.token_bytes_;
     special_ = other.special_;
+    tokenizer_checksum_ = other.tokenizer_checksum_;
     n_tokens_ = other.n_tokens_;
-    hash_ = other.hash_;
+    hash_ = std::move(other.hash_);
     buffer_ = std::move(other.buffer_);
     done_ = std::exchange(other.done_, true);
   }
@@ -225,12 +199,9 @@ void ShardWriter::append(const int32_t* tokens, size_t n) {
   }
 }
 
-// Writes the buffered bytes; all but the final flush are whole checksum words (kChunkBytes
-// is a multiple of 8), the final one is hashed by finish().
+// Writes the buffered bytes, hashing them on the way.
 void ShardWriter::flush() {
-  const size_t words = buffer_.size() / 8;
-  MEAP_CHECK(words * 8 == buffer_.size(), "only whole chunks are flushed early");
-  hash_ = hash_words(hash_, buffer_.data(), words);
+  hash_.update(buffer_.data(), buffer_.size());
   write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_);
   buffer_.clear();
 }
@@ -238,12 +209,7 @@ void ShardWriter::flush() {
 void ShardWriter::finish() {
   if (done_) fail(path_, ": finish() called twice or after a failed write");
   try {
-    const size_t words = buffer_.size() / 8;
-    const uint64_t total = n_tokens_ * token_bytes_;
-    hash_ = hash_words(hash_, buffer_.data(), words);
-    hash_ = hash_finish(hash_, buffer_.data() + 8 * words, buffer_.size() - 8 * words, total);
-    write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_);
-    buffer_.clear();
+    flush();
     buffer_.shrink_to_fit();
 
     unsigned char h[kShardHeaderBytes] = {};
@@ -257,7 +223,8 @@ void ShardWriter::finish() {
     store<int32_t>(h + kOffPad, special_.pad);
     store<int32_t>(h + kOffMask, special_.mask);
     store<uint32_t>(h + kOffReserved, 0);
-    store<uint64_t>(h + kOffChecksum, hash_);
+    store<uint64_t>(h + kOffTokenizer, tokenizer_checksum_);
+    store<uint64_t>(h + kOffChecksum, shard_checksum(h, hash_.digest()));
     pwrite_all(fd_, h, sizeof h, 0, tmp_path_);
 
     if (::fsync(fd_) != 0) io_fail("fsync", tmp_path_, errno);
@@ -312,6 +279,10 @@ ShardReader ShardReader::open(const std::string& path, bool verify_checksum) {
          " was written by a newer meap; this build reads up to version ", kShardVersion,
          " (update meap or re-run meap prepare)");
   if (info.version == 0) fail(path, ": invalid token shard format version 0 (corrupt header)");
+  if (info.version < kShardVersion)
+    fail(path, ": token shard format version ", info.version, " is no longer read: it has no "
+         "tokenizer checksum and an older shard checksum; re-run meap prepare to rewrite it "
+         "(version ", kShardVersion, ")");
   info.token_bytes = load<uint32_t>(h + kOffTokenBytes);
   if (info.token_bytes != 2 && info.token_bytes != 4)
     fail(path, ": invalid token width ", info.token_bytes, " bytes (must be 2 or 4)");
@@ -322,6 +293,7 @@ ShardReader ShardReader::open(const std::string& path, bool verify_checksum) {
   info.special.pad = load<int32_t>(h + kOffPad);
   info.special.mask = load<int32_t>(h + kOffMask);
   info.checksum = load<uint64_t>(h + kOffChecksum);
+  info.tokenizer_checksum = load<uint64_t>(h + kOffTokenizer);
 
   // A file cut short or with junk appended: compare sizes before trusting n_tokens.
   uint64_t expected = 0;
@@ -342,20 +314,19 @@ ShardReader ShardReader::open(const std::string& path, bool verify_checksum) {
   if (const std::string bad = bad_special(info.special, info.vocab_size); !bad.empty())
     fail(path, ": corrupt header: special token id ", bad, " is outside the vocab [0, ",
          info.vocab_size, ")");
-  uint64_t padding = 0;
-  std::memcpy(&padding, h + kOffPadding, 8);
-  if (load<uint32_t>(h + kOffReserved) != 0 || padding != 0)
+  if (load<uint32_t>(h + kOffReserved) != 0)
     fail(path, ": corrupt header: reserved bytes are not zero");
 
   if (verify_checksum) {
     // One sequential pass: tell the kernel to read ahead, and drop the hint afterwards
     // because the streamer's later reads are not sequential.
     ::madvise(map, file_bytes, MADV_SEQUENTIAL);
-    const uint64_t actual = shard_checksum(h + kShardHeaderBytes, file_bytes - kShardHeaderBytes);
+    const uint64_t actual =
+        shard_checksum(h, xxh3_64(h + kShardHeaderBytes, file_bytes - kShardHeaderBytes));
     ::madvise(map, file_bytes, MADV_NORMAL);
     if (actual != info.checksum)
       fail(path, ": checksum mismatch: the shard is corrupt (header says 0x", std::hex,
-           info.checksum, ", the tokens give 0x", actual, std::dec,
+           info.checksum, ", the header and tokens give 0x", actual, std::dec,
            "); re-run meap prepare for this file");
   }
   return r;
@@ -431,6 +402,10 @@ void check_shards_compatible(const std::vector<ShardInfo>& infos,
       fail("token shards disagree on the special token ids: '", paths[0], "' has ",
            special_string(infos[0].special), ", '", paths[i], "' has ",
            special_string(infos[i].special));
+    if (infos[i].tokenizer_checksum != infos[0].tokenizer_checksum)
+      fail("token shards were made with different tokenizers: '", paths[0],
+           "' records tokenizer ", checksum_string(infos[0].tokenizer_checksum), ", '",
+           paths[i], "' records ", checksum_string(infos[i].tokenizer_checksum));
   }
 }
 

@@ -26,12 +26,9 @@ namespace fs = std::filesystem;
 namespace {
 
 nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail("cannot open ", path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_small_file(path.string(), kMaxManifestBytes, "JSON file");
   try {
-    return nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail(path.string(), " is not valid JSON: ", e.what());
   }

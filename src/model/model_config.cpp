@@ -8,6 +8,14 @@ namespace {
 void require_positive(const char* key, int64_t v) {
   if (v <= 0) fail("model.", key, " must be a positive integer, got ", v);
 }
+
+// Upper bounds far above any model meap can train, so that every size product below (and
+// in the layout, the memory plan and the FLOP count) fits int64 with room to spare.
+void require_at_most(const char* key, int64_t v, int64_t max) {
+  if (v > max)
+    fail("model.", key, " = ", v, " is too large (at most ", max,
+         "); the sizes would overflow before any memory is allocated");
+}
 }  // namespace
 
 void ModelConfig::validate() const {
@@ -18,7 +26,24 @@ void ModelConfig::validate() const {
   require_positive("n_kv_heads", n_kv_heads);
   require_positive("ffn_dim", ffn_dim);
   require_positive("max_seq_len", max_seq_len);
-  if (dim % n_heads != 0)
+  require_at_most("vocab_size", vocab_size, (int64_t{1} << 31) - 1);
+  require_at_most("dim", dim, int64_t{1} << 20);
+  require_at_most("n_layers", n_layers, int64_t{1} << 16);
+  require_at_most("n_heads", n_heads, dim);
+  require_at_most("n_kv_heads", n_kv_heads, n_heads);
+  require_at_most("ffn_dim", ffn_dim, int64_t{1} << 22);
+  require_at_most("max_seq_len", max_seq_len, int64_t{1} << 24);
+  // The parameter count in long double (no overflow), against 2^40 (a trillion parameters,
+  // 4 TiB of fp32 master weights alone).
+  const long double per_layer =
+      static_cast<long double>(dim) * ((n_heads + 2 * n_kv_heads) * (dim / n_heads)) +
+      static_cast<long double>(n_heads) * (dim / n_heads) * dim + 3.0L * dim * ffn_dim + 2.0L * dim;
+  const long double params =
+      n_layers * per_layer + 2.0L * static_cast<long double>(vocab_size) * dim + dim;
+  if (params > static_cast<long double>(int64_t{1} << 40))
+    fail("the model section describes ", static_cast<double>(params),
+         " parameters (model.n_layers=", n_layers, ", model.dim=", dim, ", model.ffn_dim=",
+         ffn_dim, ", model.vocab_size=", vocab_size, "), more than meap's limit of 2^40; lower them");  if (dim % n_heads != 0)
     fail("model.n_heads (", n_heads, ") must divide model.dim (", dim,
          "); the head dimension is dim / n_heads");
   if (n_heads % n_kv_heads != 0)
@@ -31,7 +56,6 @@ void ModelConfig::validate() const {
   if (!(rope_theta > 0)) fail("model.rope_theta must be positive, got ", rope_theta);
   if (!(norm_eps > 0)) fail("model.norm_eps must be positive, got ", norm_eps);
   if (!(init_std > 0)) fail("model.init_std must be positive, got ", init_std);
-  if (vocab_size > (int64_t{1} << 31) - 1) fail("model.vocab_size is too large: ", vocab_size);
 }
 
 ConfigKeys<ModelConfig> model_config_keys() {

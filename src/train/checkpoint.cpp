@@ -35,10 +35,8 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read ", path.string());
-  return std::string(std::istreambuf_iterator<char>(in), {});
+std::string read_text(const fs::path& path, uint64_t max_bytes, std::string_view what) {
+  return read_small_file(path.string(), max_bytes, what);
 }
 
 std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const fs::path& dir) {
@@ -261,7 +259,8 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   if (fs::exists(pointer)) {
     // A pointer meap wrote is "step-XXXXXXXX\n"; anything else was damaged from outside.
     std::string name;
-    if (fs::is_regular_file(pointer) && fs::file_size(pointer) <= 64) name = read_text(pointer);
+    if (fs::is_regular_file(pointer) && fs::file_size(pointer) <= 64)
+      name = read_text(pointer, kMaxPointerBytes, "checkpoint pointer");
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     const bool well_formed = name.size() == 13 && name.rfind("step-", 0) == 0 &&
                              name.find_first_not_of("0123456789", 5) == std::string::npos;
@@ -318,7 +317,7 @@ CheckpointManifest read_checkpoint_manifest(const std::string& checkpoint_dir) {
     fail(checkpoint_dir, " is not a meap checkpoint (no manifest.json)");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_text(path));
+    j = nlohmann::json::parse(read_text(path, kMaxManifestBytes, "checkpoint manifest"));
     if (j.at("format") != kFormat) fail(path.string(), " is not a meap checkpoint manifest");
     if (j.at("version").get<int>() > kVersion)
       fail(path.string(), " was written by a newer meap (version ", j.at("version").get<int>(),

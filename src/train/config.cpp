@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "meap/core/error.hpp"
+#include "meap/core/file_io.hpp"
 
 namespace meap {
 
@@ -120,12 +121,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open config file '", path, "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("cannot read config file '", path, "'");
-  return parse_config(text.str(), overrides, path);
+  return parse_config(read_small_file(path, kMaxConfigBytes, "config file"), overrides, path);
 }
 
 std::string config_to_yaml(const Config& config) { return config_schema().to_yaml(config); }

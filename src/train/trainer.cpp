@@ -13,12 +13,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "meap/core/checksum.hpp"
 #include "meap/core/file_io.hpp"
 #include "meap/core/human_format.hpp"
+#include "meap/core/system_memory.hpp"
 #include "meap/data/token_streamer.hpp"
 #include "meap/data/tokenizer.hpp"
 #include "meap/dist/communicator.hpp"
@@ -40,6 +43,36 @@ void check_vocab(const char* what, const std::string& where, int64_t found, int6
   if (found != model)
     fail(what, " '", where, "' has a vocabulary of ", found, " but model.vocab_size is ", model,
          "; they must agree (set model.vocab_size=", found, " or re-run `meap prepare`)");
+}
+
+// The shards of `key` (first file `shard`) must come from the tokenizer file data.tokenizer
+// names: same bytes (the XXH3 recorded by meap prepare), same vocab, same special ids. A
+// tokenizer that merely agrees on the vocab size would silently train on other tokens.
+void check_shards_match_tokenizer(const char* key, const std::string& shard, const ShardInfo& info,
+                                  const std::string& tokenizer_path, const Tokenizer& tokenizer,
+                                  uint64_t tokenizer_xxh3) {
+  if (info.tokenizer_checksum == 0)
+    fail(key, "'s shard ", shard, " records no tokenizer checksum; re-run meap prepare to make "
+         "shards that name their tokenizer");
+  if (info.tokenizer_checksum != tokenizer_xxh3)
+    fail(key, "'s shard ", shard, " was made with the tokenizer ",
+         checksum_string(info.tokenizer_checksum), " but data.tokenizer '", tokenizer_path,
+         "' is ", checksum_string(tokenizer_xxh3),
+         ": they are different files (or one is damaged); set data.tokenizer to the tokenizer "
+         "meap prepare wrote beside the shards, or re-run meap prepare");
+  if (static_cast<int64_t>(info.vocab_size) != tokenizer.vocab_size())
+    fail(key, "'s shard ", shard, " has a vocabulary of ", info.vocab_size, " but data.tokenizer '",
+         tokenizer_path, "' has ", tokenizer.vocab_size());
+  const std::tuple<const char*, int32_t, int32_t> ids[] = {
+      {"bos", info.special.bos, tokenizer.bos_id()},
+      {"eos", info.special.eos, tokenizer.eos_id()},
+      {"pad", info.special.pad, tokenizer.pad_id()},
+      {"mask", info.special.mask, tokenizer.mask_id()}};
+  for (const auto& [name, in_shard, in_tokenizer] : ids)
+    if (in_shard != in_tokenizer)
+      fail(key, "'s shard ", shard, " has ", name, " id ", in_shard, " but data.tokenizer '",
+           tokenizer_path, "' has ", in_tokenizer, ": the shard header is damaged or the "
+           "shards were made with another tokenizer");
 }
 
 // What one optimizer step measured.
@@ -69,6 +102,7 @@ class Trainer {
     // Device collectives wait for the kernels queued on the backend's stream (CPU: none).
     comm_->set_producer_stream(backend_->stream());
     dtype_ = precision_dtype(cfg.train.precision, backend_->device());
+    if (backend_->device() == Device::cpu) check_host_memory();
     model_ = std::make_unique<Llama>(cfg.model, *backend_, micro_, T_, dtype_,
                                      zero1_flat_multiple(cfg.dist, *comm_), cfg.train.recompute);
     parallel_ = make_data_parallel(cfg.dist, *comm_, *model_, *backend_);
@@ -138,6 +172,23 @@ class Trainer {
            std::strerror(errno), "); choose another run.out_dir");
   }
 
+  // On the CPU the whole training state lives in host memory: refuse (naming the keys) a
+  // model and micro-batch that cannot fit before anything is allocated.
+  void check_host_memory() const {
+    const Config& cfg = cfg_;
+    const LlamaMemoryPlan plan =
+        Llama::memory_plan(cfg.model, micro_, T_, dtype_, cfg.train.recompute);
+    const double need = static_cast<double>(plan.parameter_bytes) + plan.master_bytes +
+                        plan.gradient_bytes + 2.0 * plan.n_parameters * 4 + plan.activation_bytes;
+    const std::optional<uint64_t> available = available_host_memory();
+    if (available && need > static_cast<double>(*available))
+      fail("the model and micro-batch need ", human_bytes(need), " of memory (model.dim=",
+           cfg.model.dim, ", model.n_layers=", cfg.model.n_layers, ", model.vocab_size=",
+           cfg.model.vocab_size, ", train.micro_batch_size=", cfg.train.micro_batch_size,
+           ", data.seq_len=", cfg.data.seq_len, ") but only ", human_bytes(*available),
+           " is available; lower them (meap inspect prints the breakdown)");
+  }
+
   // The tokenizer and the shards, checked against the model and each other.
   void open_data() {
     const Config& cfg = cfg_;
@@ -150,15 +201,18 @@ class Trainer {
         streamer_config(cfg, true, comm_->rank(), comm_->world_size()));
     check_vocab("data.train", cfg.data.train, train_stream_->shard_info().vocab_size,
                 cfg.model.vocab_size);
-    if (train_stream_->shard_info().special.mask != tokenizer.mask_id())
-      fail("data.train's shards use [MASK] id ", train_stream_->shard_info().special.mask,
-           " but data.tokenizer's is ", tokenizer.mask_id(),
-           ": the shards were made with another tokenizer");
+    const uint64_t tokenizer_xxh3 = file_xxh3(cfg.data.tokenizer);
+    check_shards_match_tokenizer("data.train", train_stream_->paths().front(),
+                                 train_stream_->shard_info(), cfg.data.tokenizer, tokenizer,
+                                 tokenizer_xxh3);
     if (!cfg.data.val.empty()) {
       val_stream_ = std::make_unique<TokenStreamer>(
           streamer_config(cfg, false, comm_->rank(), comm_->world_size()));
       check_vocab("data.val", cfg.data.val, val_stream_->shard_info().vocab_size,
                   cfg.model.vocab_size);
+      check_shards_match_tokenizer("data.val", val_stream_->paths().front(),
+                                   val_stream_->shard_info(), cfg.data.tokenizer, tokenizer,
+                                   tokenizer_xxh3);
     }
   }
 

@@ -2,9 +2,12 @@
 // invariant 4), before it touches the run directory.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include "meap/backend/backend.hpp"
 #include "meap/train/config.hpp"
 #include "meap/core/error.hpp"
+#include "meap/data/tokenizer.hpp"
 #include "meap/train/trainer.hpp"
 #include "train_fixture.hpp"
 
@@ -203,4 +206,26 @@ TEST_CASE("inspect: train.recompute lowers the activation bytes it prints",
   CHECK(att < none);
   CHECK(all < mlp);
   CHECK(all < att);
+}
+
+TEST_CASE("train: data.tokenizer must be the very file the shards were made with",
+          "[trainer][config]") {
+  ScratchDir d("config-tokenizer-checksum");
+  const fs::path run = d.path / "run";
+  // The same model with one unknown protobuf field appended (field 1023, varint 1): it loads
+  // as the same vocabulary with the same ids, but it is not the file the shards name.
+  const fs::path copy = d.path / "tokenizer.model";
+  fs::copy_file(micro_corpus().tokenizer, copy);
+  {
+    std::ofstream out(copy, std::ios::binary | std::ios::app);
+    out.write("\xF8\x3F\x01", 3);
+  }
+  const meap::Tokenizer reloaded = meap::Tokenizer::load(copy.string());
+  REQUIRE(reloaded.vocab_size() == micro_corpus().vocab_size);
+  meap::Config cfg = micro_config(run);
+  cfg.data.tokenizer = copy.string();
+  const std::string msg = train_error(cfg);
+  CHECK_THAT(msg, Contains("data.train") && Contains(copy.string()) && Contains("xxh3-64:") &&
+                      Contains("different files"));
+  CHECK_FALSE(fs::exists(run / "checkpoints"));
 }

@@ -433,3 +433,29 @@ TEST_CASE("config: every key prints and reads back, enums by name", "[config]") 
   CHECK(diff.size() == 4);
   CHECK_THAT(diff.front(), Contains("train.device: cuda -> auto"));
 }
+
+TEST_CASE("config: model sizes that would overflow are refused naming the key", "[config]") {
+  for (const char* key : {"n_layers", "dim", "ffn_dim", "max_seq_len", "vocab_size"}) {
+    INFO(key);
+    CHECK_THAT(error_of(kModel, {std::string("model.") + key + "=2147483648"}),
+               Contains(std::string("model.") + key) && Contains("too large"));
+  }
+  // Each size within its bound, the product past 2^40 parameters.
+  CHECK_THAT(error_of(kModel, {"model.dim=1048576", "model.n_layers=4096", "model.n_heads=1024",
+                               "model.n_kv_heads=1024", "model.ffn_dim=4194304"}),
+             Contains("parameters") && Contains("model.n_layers=4096"));
+}
+
+TEST_CASE("config: a config that is not a small regular file is refused before reading",
+          "[config]") {
+  CHECK_THAT(
+      [] {
+        try {
+          meap::load_config("/dev/zero", {});
+        } catch (const meap::Error& e) {
+          return std::string(e.what());
+        }
+        return std::string("accepted");
+      }(),
+      Contains("/dev/zero") && Contains("not a regular file"));
+}

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <xxhash.h>
+
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "meap/core/error.hpp"
@@ -83,26 +86,15 @@ void put_le(std::vector<unsigned char>& b, size_t at, int n, uint64_t v) {
 
 // The checksum exactly as docs/formats.md describes it, written independently of the library
 // from the bytes, so a divergence between the code and the documentation fails here.
-uint64_t documented_checksum(const unsigned char* p, size_t n) {
-  const uint64_t k = 0x9E3779B97F4A7C15ull;
-  auto step = [k](uint64_t h, uint64_t w) {
-    h = (h ^ w) * k;
-    return h ^ (h >> 32);
-  };
-  uint64_t h = 0xCBF29CE484222325ull;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w = 0;
-    for (int b = 0; b < 8; ++b) w |= uint64_t{p[i + b]} << (8 * b);
-    h = step(h, w);
-  }
-  if (i < n) {
-    uint64_t w = 0;
-    for (int b = 0; i + b < n; ++b) w |= uint64_t{p[i + b]} << (8 * b);
-    h = step(h, w);
-  }
-  return step(h, n);
+// XXH3-64 of the header with its checksum field zeroed, seeded with XXH3-64 of the tokens.
+uint64_t documented_checksum(const unsigned char* file, size_t token_bytes) {
+  unsigned char h[64];
+  std::memcpy(h, file, 64);
+  std::memset(h + 48, 0, 8);
+  return XXH3_64bits_withSeed(h, 64, XXH3_64bits(file + 64, token_bytes));
 }
+
+constexpr uint64_t kTokenizerChecksum = 0x0123456789ABCDEFull;
 
 // Deterministic ids in [0, vocab) that use the high bits of the width (so a narrowing bug shows).
 std::vector<int32_t> make_tokens(size_t n, uint32_t vocab, uint64_t seed) {
@@ -120,8 +112,9 @@ std::vector<int32_t> make_tokens(size_t n, uint32_t vocab, uint64_t seed) {
 
 // Writes tokens in appends of the given sizes (cycled) and finishes.
 void write_shard(const std::string& path, uint32_t vocab, SpecialTokens special,
-                 const std::vector<int32_t>& tokens, std::vector<size_t> pieces = {1000}) {
-  ShardWriter w(path, vocab, special);
+                 const std::vector<int32_t>& tokens, std::vector<size_t> pieces = {1000},
+                 uint64_t tokenizer_checksum = kTokenizerChecksum) {
+  ShardWriter w(path, vocab, special, tokenizer_checksum);
   size_t at = 0, k = 0;
   while (at < tokens.size()) {
     const size_t n = std::min(pieces[k++ % pieces.size()], tokens.size() - at);
@@ -159,7 +152,7 @@ TEST_CASE("token shard round trip at both widths, header bytes as documented", "
   const auto bytes = read_bytes(path);
   REQUIRE(bytes.size() == 64 + n * width);
   CHECK(std::memcmp(bytes.data(), "MEAPTOK\0", 8) == 0);
-  CHECK(le(bytes, 8, 4) == 1);
+  CHECK(le(bytes, 8, 4) == 2);
   CHECK(le(bytes, 12, 4) == width);
   CHECK(le(bytes, 16, 8) == n);
   CHECK(le(bytes, 24, 4) == vocab);
@@ -168,9 +161,10 @@ TEST_CASE("token shard round trip at both widths, header bytes as documented", "
   CHECK(static_cast<int32_t>(le(bytes, 36, 4)) == -1);
   CHECK(static_cast<int32_t>(le(bytes, 40, 4)) == special.mask);
   CHECK(le(bytes, 44, 4) == 0);
-  CHECK(le(bytes, 56, 8) == 0);
-  CHECK(le(bytes, 48, 8) == documented_checksum(bytes.data() + 64, n * width));
-  CHECK(meap::shard_checksum(bytes.data() + 64, n * width) == le(bytes, 48, 8));
+  CHECK(le(bytes, 56, 8) == kTokenizerChecksum);
+  CHECK(le(bytes, 48, 8) == documented_checksum(bytes.data(), n * width));
+  CHECK(meap::shard_checksum(bytes.data(), XXH3_64bits(bytes.data() + 64, n * width)) ==
+        le(bytes, 48, 8));
   // Token 1 stored little-endian at its width.
   CHECK(le(bytes, 64 + width, static_cast<int>(width)) == static_cast<uint64_t>(tokens[1]));
 
@@ -340,10 +334,27 @@ TEST_CASE("token shard reader refuses damaged files", "[shard]") {
   }
   SECTION("newer version") {
     auto b = bytes;
-    put_le(b, 8, 4, 2);
+    put_le(b, 8, 4, 3);
     write_bytes(bad, b);
     CHECK_THAT(error_of([&] { ShardReader::open(bad); }),
                Contains("written by a newer meap") && Contains(bad));
+  }
+  SECTION("version 1 is refused: re-run meap prepare") {
+    auto b = bytes;
+    put_le(b, 8, 4, 1);
+    write_bytes(bad, b);
+    CHECK_THAT(error_of([&] { ShardReader::open(bad); }),
+               Contains("version 1") && Contains("re-run meap prepare") && Contains(bad));
+  }
+  SECTION("a header field changed to another valid value (bos, pad, tokenizer)") {
+    for (const auto& [offset, width, value] :
+         {std::tuple{28, 4, 5}, std::tuple{36, 4, 7}, std::tuple{56, 8, 1}}) {
+      auto b = bytes;
+      put_le(b, offset, width, value);
+      write_bytes(bad, b);
+      CHECK_THAT(error_of([&] { ShardReader::open(bad); }),
+                 Contains("checksum mismatch") && Contains(bad));
+    }
   }
   SECTION("bad token width") {
     auto b = bytes;
@@ -385,4 +396,9 @@ TEST_CASE("token shards with different vocabularies or special ids are incompati
       error_of([&] { meap::check_shards_compatible({info(a), info(d)}, {a, d}); });
   CHECK_THAT(special_msg, Contains("special token") && Contains(a) && Contains(d) &&
                               Contains("pad=0"));
+  const std::string e = dir.file("e.bin");
+  write_shard(e, 50000, gpt2_like(50000), make_tokens(100, 50000, 5), {1000}, 42);
+  CHECK_THAT(error_of([&] { meap::check_shards_compatible({info(a), info(e)}, {a, e}); }),
+             Contains("different tokenizers") && Contains(a) && Contains(e) &&
+                 Contains("xxh3-64:000000000000002a"));
 }

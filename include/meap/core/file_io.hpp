@@ -3,10 +3,26 @@
 // write-to-temporary-then-rename so a crash leaves the old file or the new one.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace meap {
+
+// Upper bounds for files that are small by nature, checked before they are read so that a
+// wrong path (/dev/zero, a corpus given as a config) fails fast instead of filling memory.
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;     // YAML configs, JSON templates
+constexpr uint64_t kMaxManifestBytes = uint64_t{64} << 20;   // manifest.json, prepare.json,
+                                                             // HF config/index JSON
+constexpr uint64_t kMaxPointerBytes = 4096;                  // checkpoints/latest
+constexpr uint64_t kMaxTokenizerBytes = uint64_t{1} << 30;   // tokenizer.model / .json
+
+// Throws meap::Error naming `path` and `what` ("config file") unless it is a regular file
+// of at most max_bytes; returns its size.
+uint64_t check_small_file(const std::string& path, uint64_t max_bytes, std::string_view what);
+// The whole file, after check_small_file (reads at most max_bytes even if it grows).
+std::string read_small_file(const std::string& path, uint64_t max_bytes, std::string_view what);
 
 // Throws meap::Error "cannot WHAT 'PATH': strerror(err)".
 [[noreturn]] void io_fail(const char* what, const std::string& path, int err);

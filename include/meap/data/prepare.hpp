@@ -51,6 +51,7 @@ struct PrepareSummary {
   std::vector<std::string> input_files;
   uint64_t input_bytes = 0;
   std::string tokenizer_path;  // out_dir/tokenizer.model or out_dir/tokenizer.json
+  uint64_t tokenizer_checksum = 0;  // XXH3-64 of that file, also in every shard header
   bool tokenizer_trained = false;
   TokenizerKind tokenizer_kind = TokenizerKind::sentencepiece;
   bool mask_appended = false;  // [MASK] is an id after the tokenizer file's last one

@@ -37,11 +37,15 @@ struct SftShardInfo {
   uint64_t n_tokens = 0, n_samples = 0;
   uint32_t vocab_size = 0;
   SpecialTokens special;             // bos and eos are always >= 0
-  uint64_t tokenizer_checksum = 0;   // shard_checksum() of the tokenizer.model bytes
-  uint64_t checksum = 0;             // shard_checksum() of everything after the header
+  uint64_t tokenizer_checksum = 0;   // XXH3-64 of the tokenizer file (file_xxh3)
+  uint64_t checksum = 0;             // sft_shard_checksum() of the header and the sections
 };
 
-constexpr uint32_t kSftShardVersion = 1;
+constexpr uint32_t kSftShardVersion = 2;  // 1 (hand-written checksums) is refused
+
+// The checksum stored in the header: XXH3-64 of the 96-byte `header` with its checksum field
+// taken as zero, seeded with `body_xxh3`, the XXH3-64 of every byte after the header.
+uint64_t sft_shard_checksum(const void* header, uint64_t body_xxh3);
 constexpr size_t kSftShardHeaderBytes = 96;
 
 // Collects samples in memory (3 bytes per token with 2-byte ids, plus 8 per sample) and

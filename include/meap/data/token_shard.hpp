@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "meap/core/checksum.hpp"
+
 namespace meap {
 
 // Ids of the special tokens a shard was tokenized with; -1 means the tokenizer has none.
@@ -23,16 +25,19 @@ struct ShardInfo {
   uint64_t n_tokens = 0;
   uint32_t vocab_size = 0;
   SpecialTokens special;
-  uint64_t checksum = 0;  // shard_checksum() of the token bytes
+  uint64_t checksum = 0;            // shard_checksum() of the header and the token bytes
+  uint64_t tokenizer_checksum = 0;  // XXH3-64 of the tokenizer file the ids come from; 0: none
 };
 
-// The current format version; readers refuse anything newer.
-constexpr uint32_t kShardVersion = 1;
+// The current format version; readers refuse older (version 1: re-run meap prepare) and
+// newer versions.
+constexpr uint32_t kShardVersion = 2;
 constexpr size_t kShardHeaderBytes = 64;
 
-// The checksum stored in the header, over `n` bytes of token data (see docs/formats.md for
-// the exact algorithm, so other tools can produce and check it).
-uint64_t shard_checksum(const void* data, size_t n);
+// The checksum stored in the header: XXH3-64 of the 64-byte `header` with its checksum
+// field taken as zero, seeded with `tokens_xxh3`, the XXH3-64 of the token bytes
+// (docs/formats.md, so other tools can produce and check it).
+uint64_t shard_checksum(const void* header, uint64_t tokens_xxh3);
 
 // Streams tokens into a new shard. Nothing appears at `path` until finish(): the data goes to
 // `path + ".tmp"`, which finish() fsyncs and renames over `path` (then fsyncs the directory).
@@ -42,7 +47,10 @@ class ShardWriter {
  public:
   // Throws meap::Error (naming the path) for vocab_size 0, a special id outside
   // [0, vocab_size) other than -1, or when the temporary file cannot be created.
-  ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special);
+  // `tokenizer_checksum`: XXH3-64 of the tokenizer file (file_xxh3); 0 records none, and
+  // `meap train` refuses such shards.
+  ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special,
+              uint64_t tokenizer_checksum = 0);
   ShardWriter(ShardWriter&& other) noexcept;
   ShardWriter& operator=(ShardWriter&& other) noexcept;
   ShardWriter(const ShardWriter&) = delete;
@@ -69,8 +77,9 @@ class ShardWriter {
   uint32_t vocab_size_ = 0;
   uint32_t token_bytes_ = 0;
   SpecialTokens special_;
+  uint64_t tokenizer_checksum_ = 0;
   uint64_t n_tokens_ = 0;
-  uint64_t hash_ = 0;                 // running checksum state over the flushed bytes
+  Xxh3Stream hash_;                    // over the token bytes flushed so far
   std::vector<unsigned char> buffer_;  // encoded tokens not yet written
   bool done_ = false;                  // finished, abandoned or moved from
 };
@@ -112,8 +121,8 @@ class ShardReader {
   size_t map_bytes_ = 0;
 };
 
-// Refuses (meap::Error naming both files) shards that disagree on the vocab size or on any
-// special id: mixing them would silently train on mismatched token ids. infos[i] belongs to
+// Refuses (meap::Error naming both files) shards that disagree on the vocab size, on any
+// special id or on the tokenizer checksum: mixing them would silently train on mismatched token ids. infos[i] belongs to
 // paths[i].
 void check_shards_compatible(const std::vector<ShardInfo>& infos,
                              const std::vector<std::string>& paths);
