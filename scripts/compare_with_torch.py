@@ -26,6 +26,7 @@ steps), so a comparison longer than one time-limited call completes over several
 (scripts/default_corpus.sh) and runs `meap prepare --vocab-size model.vocab_size` into the
 directory of data.tokenizer.
 """
+import project_venv  # noqa: F401  (re-runs this script in the project .venv)
 import argparse
 import glob
 import json

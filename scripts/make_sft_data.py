@@ -24,6 +24,7 @@ library). Usage:
       --out data/sft-synth/mdqa-middle.jsonl.gz
 """
 
+import project_venv  # noqa: F401  (re-runs this script in the project .venv)
 import argparse
 import gzip
 import json

@@ -9,10 +9,12 @@ validation lines {"step", "val_loss"}. The top panel shows train and validation 
 against the optimizer step, with tokens seen on a secondary axis; a second panel shows
 the learning rate when the lines carry one.
 
-Needs matplotlib: Debian's python3-matplotlib (scripts/install_deps.sh installs it), so run
-it with /usr/bin/python3 (or the project's .venv) rather than a pyenv python3 on PATH.
+Needs matplotlib: Debian's python3-matplotlib (scripts/install_deps.sh installs it). The
+script re-runs itself in the project's .venv (scripts/project_venv.py), which sees it, so any
+python3 on PATH may start it.
 """
 
+import project_venv  # noqa: F401  (re-runs this script in the project .venv)
 import argparse
 import json
 import os
