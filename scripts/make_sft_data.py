@@ -24,7 +24,9 @@ library). Usage:
       --out data/sft-synth/mdqa-middle.jsonl.gz
 """
 
-import project_venv  # noqa: F401  (re-runs this script in the project .venv)
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import gzip
 import json

@@ -14,7 +14,9 @@ script re-runs itself in the project's .venv (scripts/project_venv.py), which se
 python3 on PATH may start it.
 """
 
-import project_venv  # noqa: F401  (re-runs this script in the project .venv)
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import json
 import os

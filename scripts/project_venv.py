@@ -14,6 +14,6 @@ _venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _python = os.path.join(_venv, "bin", "python3")
 # sys.prefix is the venv's directory when it is the one running (resolved: .venv may be a link).
 if (os.path.realpath(sys.prefix) != os.path.realpath(_venv) and os.access(_python, os.X_OK)
-        and not os.environ.get("MEAP_VENV_REEXEC")):
+        and os.path.isfile(sys.argv[0]) and not os.environ.get("MEAP_VENV_REEXEC")):
     os.environ["MEAP_VENV_REEXEC"] = "1"  # never loop, whatever the venv reports
     os.execv(_python, [_python] + sys.argv)

@@ -11,7 +11,9 @@ decodes the start of the next one with DATA_DIR's tokenizer (tokenizer.model thr
 sentencepiece, or tokenizer.json through tokenizers, both in the project's .venv).
 """
 
-import project_venv  # noqa: F401  (re-runs this script in the project .venv)
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import os
 import struct
