@@ -18,7 +18,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > build.log 2>&1 ||
   { cat build.log; exit 1; }
 echo "train.sh: building build/meap (log: build.log)"
 if ! cmake --build build --target meap -j "$(nproc)" 2>&1 | tee -a build.log |
-  { grep --line-buffered -E '^\[[0-9]+/[0-9]+\]' | cut -c1-100 || true; }; then
+  { grep --line-buffered -E '^\[[0-9]+/[0-9]+\]' || true; }; then
   tail -50 build.log
   exit 1
 fi
