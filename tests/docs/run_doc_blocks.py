@@ -17,7 +17,8 @@ The scratch directory of each Markdown file (WORK_DIR/<file>/) looks like a chec
 `meap` is built: build/meap (the binary under test), scripts/ (the source's), configs/ (the
 source's, with short settings: tiny.yaml trains 4 steps and validates and checkpoints every
 2), data/tiny (prepared once from Debian's license texts with the tiny config's 4096-piece
-vocab, as `scripts/train.sh` prepares the Bible) and runs/tiny-meap (4 steps of tiny.yaml).
+vocab, as `scripts/train.sh` prepares the Bible), runs/tiny-meap (4 steps of tiny.yaml) and
+tests/ (the PyTorch reference of scripts/compare_with_torch.sh).
 Blocks of one file run in order in the same directory, so a later block sees what an
 earlier one made.
 """
@@ -105,6 +106,7 @@ def scratch_for(doc, source, meap, work, fx):
     os.makedirs(os.path.join(d, "build"))
     os.symlink(os.path.abspath(meap), os.path.join(d, "build", "meap"))
     os.symlink(os.path.join(source, "scripts"), os.path.join(d, "scripts"))
+    os.symlink(os.path.join(source, "tests"), os.path.join(d, "tests"))  # compare_with_torch
     shutil.copytree(os.path.join(fx, "configs"), os.path.join(d, "configs"))
     os.makedirs(os.path.join(d, "data"))
     os.symlink(os.path.join(fx, "data", "tiny"), os.path.join(d, "data", "tiny"))
