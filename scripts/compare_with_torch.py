@@ -26,6 +26,9 @@ steps), so a comparison longer than one time-limited call completes over several
 (scripts/default_corpus.sh) and runs `meap prepare --vocab-size model.vocab_size` into the
 directory of data.tokenizer.
 """
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import glob
 import json

@@ -29,8 +29,10 @@ fi
 # Debian's interpreter, not a pyenv one on PATH: only it sees python3-torch (1.13).
 # transformers 4.46 is the last line that runs on torch 1.13; the export tests (tests/export)
 # load our exports with it. sentencepiece + protobuf let it convert tokenizer.model.
+# tensorboard 2.18 reads meap's event files in tests/tensorboard (numpy 1.24, protobuf 5 fine).
 python_requirements=(safetensors==0.4.5 transformers==4.46.3 tokenizers==0.20.3
-                     huggingface-hub==0.26.5 sentencepiece==0.2.0 protobuf==5.29.3)
+                     huggingface-hub==0.26.5 sentencepiece==0.2.0 protobuf==5.29.3
+                     tensorboard==2.18.0)
 if [ ! -x .venv/bin/python3 ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi

@@ -24,9 +24,13 @@ library). Usage:
       --out data/sft-synth/mdqa-middle.jsonl.gz
 """
 
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import gzip
 import json
+import os
 import random
 import sys
 
@@ -154,6 +158,8 @@ def main():
     rng = random.Random(args.seed)
     lines = [json.dumps(item(rng, args), ensure_ascii=False) + "\n" for _ in range(args.n)]
     data = "".join(lines).encode("utf-8")
+    if args.out != "-":
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     if args.out == "-":
         sys.stdout.buffer.write(data)
     elif args.out.endswith(".gz"):

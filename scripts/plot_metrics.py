@@ -18,10 +18,14 @@ tokens seen, final train loss and final val_loss, plus the numbers of `meap eval
 read when present). A MEAP run's train loss is measured on masked inputs and is not
 comparable with an NTP run's: compare val_loss (unmasked) and the evaluations.
 
-Needs matplotlib: Debian's python3-matplotlib (scripts/install_deps.sh installs it), so run
-it with /usr/bin/python3 (or the project's .venv) rather than a pyenv python3 on PATH.
+Needs matplotlib: Debian's python3-matplotlib (scripts/install_deps.sh installs it). The
+script re-runs itself in the project's .venv (scripts/project_venv.py), which sees it, so any
+python3 on PATH may start it.
 """
 
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import project_venv  # noqa: E402,F401  (re-runs this script in the project .venv)
 import argparse
 import json
 import os

@@ -15,6 +15,7 @@
 #include "meap/core/error.hpp"
 #include "meap/core/human_format.hpp"
 #include "meap/data/prepare.hpp"
+#include "meap/train/config.hpp"
 
 namespace meap::cli {
 
@@ -75,6 +76,28 @@ std::string shard_names(const std::vector<ShardEntry>& shards) {
   return s + ")";
 }
 
+// Sequences of seq_len the streamer cuts from `tokens` (consecutive ones share a token).
+uint64_t sequences_of(uint64_t tokens, int64_t seq_len) {
+  return tokens > 0 ? (tokens - 1) / static_cast<uint64_t>(seq_len) : 0;
+}
+
+// `meap train` refuses a split with fewer sequences than one global batch; say so now, with
+// the numbers, rather than after the user has moved on to training.
+void warn_if_too_small(const PrepareSummary& s, const Config& c, const std::string& name) {
+  const auto check = [&](const char* split, uint64_t tokens) {
+    const uint64_t n = sequences_of(tokens, c.data.seq_len);
+    if (n >= static_cast<uint64_t>(c.train.global_batch_size)) return;
+    spdlog::warn(
+        "meap prepare: the {} split holds {} tokens = {} sequences of data.seq_len {}, fewer "
+        "than one global batch of {} of {}: meap train will refuse it ({})",
+        split, tokens, n, c.data.seq_len, c.train.global_batch_size, name,
+        std::string(split) == "val" ? "raise --val-fraction or add text"
+                                    : "add text or lower train.global_batch_size");
+  };
+  check("train", s.train_tokens);
+  check("val", s.val_tokens);
+}
+
 }  // namespace
 
 int prepare_command(const Args& args) {
@@ -93,7 +116,11 @@ int prepare_command(const Args& args) {
   cli.add_positional("INPUT", o.inputs,
                      "a plain text file (documents separated by blank lines), a .jsonl file\n"
                      "(one {\"text\": ...} object per line, one document each) or a directory\n"
-                     "(every file below it, sorted by path, hidden ones skipped)");
+                     "(every file below it, sorted by path, hidden ones skipped); files\n"
+                     "ending in .gz or .zst are decompressed (data.jsonl.zst is JSONL)");
+  cli.add_option("--jsonl-field", o.jsonl_field, "NAME",
+                 "the string field of each JSONL record that holds its document\n"
+                 "(default text)");
   cli.add_out(o.out_dir,
               "output directory (created): tokenizer.model, tokenizer.vocab\n"
               "(or tokenizer.json), train-00000.bin ..., val-00000.bin ..., prepare.json");
@@ -121,6 +148,10 @@ int prepare_command(const Args& args) {
   cli.add_force(o.force,
                 "replace the output of an earlier run in DIR (its prepare.json\n"
                 "and shards); without it an existing DIR/prepare.json is refused");
+  std::string config_path;
+  cli.add_option("--config", config_path, "CONFIG.yaml",
+                 "warn when a split holds fewer sequences than one global batch of\n"
+                 "this config (default: the built-in defaults, docs/configs.md)");
   bool sft = false;  // listed in --help; handled above
   cli.app().add_flag("--sft", sft,
                      "prepare supervised fine-tuning data instead (JSONL records ->\n"
@@ -133,8 +164,22 @@ int prepare_command(const Args& args) {
     spdlog::info("meap prepare: {}", m);
   };
   o.on_progress = [&](const PrepareProgress& p) { bar.update(p); };
-  const PrepareSummary s = prepare_corpus(o);
+  // Read first: a bad config is refused before any work.
+  const Config config = config_path.empty() ? Config{} : load_config(config_path);
+  const std::string config_name =
+      config_path.empty() ? std::string("the default config") : config_path;
+  std::error_code ec;
+  const bool out_existed = std::filesystem::exists(o.out_dir, ec);
+  PrepareSummary s;
+  try {
+    s = prepare_corpus(o);
+  } catch (...) {
+    // An output directory this run created holds nothing worth keeping when it failed.
+    if (!out_existed) std::filesystem::remove_all(o.out_dir, ec);
+    throw;
+  }
   bar.end_line();
+  warn_if_too_small(s, config, config_name);
 
   const double tokens = static_cast<double>(s.train_tokens + s.val_tokens);
   std::printf("prepared   %s\n", o.out_dir.c_str());

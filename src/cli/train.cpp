@@ -56,7 +56,15 @@ int train_command(const Args& args) {
   } catch (const Error& e) {
     fail("run.out_dir '", config.run.out_dir, "': ", e.what());
   }
-  spdlog::info("effective config ({}):\n{}", config_args.path, config_to_yaml(config));
+  // One line here; the whole effective config goes to RUN_DIR/config.yaml once the trainer
+  // has accepted the run (data, tokenizer, checkpoint checked), so an error is never buried
+  // under a dump of every key.
+  std::string overrides;
+  for (const std::string& o : config_args.overrides) overrides += " " + o;
+  spdlog::info("meap train {}{}: {} steps of {} x {} tokens, mask ratio {}; effective config in {}",
+               config_args.path, overrides, config.train.max_steps,
+               config.train.global_batch_size, config.data.seq_len, config.data.meap.mask_ratio,
+               (std::filesystem::path(config.run.out_dir) / "config.yaml").string());
 
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);

@@ -61,7 +61,10 @@ bool is_hidden(const fs::path& p) {
   return !name.empty() && name[0] == '.';
 }
 
-CorpusFormat format_of(const fs::path& p) {
+CorpusFormat format_of(const fs::path& path) {
+  // The format is the extension before a compression one: data.jsonl.zst is JSONL.
+  fs::path p = path;
+  if (compression_of(p.string()) != Compression::none) p = p.stem();
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -130,51 +133,43 @@ std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs
   return files;
 }
 
-DocumentReader::DocumentReader(std::vector<CorpusFile> files) : files_(std::move(files)) {
+DocumentReader::DocumentReader(std::vector<CorpusFile> files, std::string jsonl_field)
+    : files_(std::move(files)), jsonl_field_(std::move(jsonl_field)) {
+  if (jsonl_field_.empty()) fail("the JSONL field name is empty");
   for (const CorpusFile& f : files_) total_bytes_ += f.bytes;
 }
 
-DocumentReader::~DocumentReader() {
-  close_file();
-  std::free(line_buf_);
+DocumentReader::~DocumentReader() = default;
+
+// Progress is measured against file sizes on disk: the exact offset of the lines read for a
+// plain file, the compressed bytes consumed (in chunks) for a compressed one.
+uint64_t DocumentReader::bytes_read() const { return bytes_closed_ + bytes_of_open_file(); }
+
+uint64_t DocumentReader::bytes_of_open_file() const {
+  if (!lines_) return 0;
+  return compression_of(lines_->path()) == Compression::none ? lines_->text_bytes_returned()
+                                                             : lines_->file_bytes_read();
 }
 
 void DocumentReader::close_file() {
-  if (fp_) std::fclose(fp_);
-  fp_ = nullptr;
+  bytes_closed_ += bytes_of_open_file();
+  lines_.reset();
   file_ = nullptr;
 }
 
 void DocumentReader::fail_here(const std::string& what) const {
-  fail(file_->path, ":", line_number_, ": ", what);
-}
-
-bool DocumentReader::read_line() {
-  errno = 0;
-  const ssize_t n = ::getline(&line_buf_, &line_cap_, fp_);
-  if (n < 0) {
-    if (std::ferror(fp_)) fail("cannot read '", file_->path, "': ", std::strerror(errno));
-    return false;
-  }
-  ++line_number_;
-  bytes_read_ += static_cast<uint64_t>(n);
-  size_t len = static_cast<size_t>(n);
-  if (len > 0 && line_buf_[len - 1] == '\n') --len;
-  line_ = std::string_view(line_buf_, len);
-  return true;
+  fail(file_->path, ":", lines_->line_number(), ": ", what);
 }
 
 bool DocumentReader::next(std::string& text) {
   for (;;) {
-    if (!fp_) {
+    if (!lines_) {
       if (next_file_ == files_.size()) return false;
       file_ = &files_[next_file_++];
-      fp_ = std::fopen(file_->path.c_str(), "rb");
-      if (!fp_) fail("cannot open '", file_->path, "': ", std::strerror(errno));
-      line_number_ = 0;
+      lines_ = std::make_unique<LineReader>(file_->path);
       doc_.clear();
     }
-    const bool got = read_line();
+    const bool got = lines_->next(line_);
 
     if (file_->format == CorpusFormat::jsonl) {
       if (!got) {
@@ -188,12 +183,14 @@ bool DocumentReader::next(std::string& text) {
       } catch (const nlohmann::json::parse_error& e) {
         fail_here(str_cat("not valid JSON (", e.what(), ")"));
       }
-      if (!j.is_object()) fail_here("expected a JSON object with a \"text\" string");
-      const auto it = j.find("text");
+      const std::string quoted = str_cat("\"", jsonl_field_, "\"");
+      if (!j.is_object()) fail_here(str_cat("expected a JSON object with a ", quoted, " string"));
+      const auto it = j.find(jsonl_field_);
       if (it == j.end())
-        fail_here("no \"text\" field (each JSONL line must be an object with a \"text\" string)");
+        fail_here(str_cat("no ", quoted, " field (each JSONL line must be an object with a ",
+                          quoted, " string; --jsonl-field names another field)"));
       if (!it->is_string())
-        fail_here(str_cat("\"text\" is a JSON ", it->type_name(), ", not a string"));
+        fail_here(str_cat(quoted, " is a JSON ", it->type_name(), ", not a string"));
       std::string& s = it->get_ref<std::string&>();
       if (is_blank(s)) {
         ++dropped_empty_;
@@ -204,8 +201,7 @@ bool DocumentReader::next(std::string& text) {
     }
 
     if (got && !is_blank(line_)) {
-      std::string_view line = line_;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      const std::string_view line = line_;  // LineReader dropped one trailing '\r'
       if (std::memchr(line.data(), '\0', line.size()))
         fail_here("contains a NUL byte; is this a binary file? (meap reads UTF-8 text)");
       if (const size_t at = invalid_utf8_at(line); at != std::string_view::npos) {
@@ -227,8 +223,9 @@ bool DocumentReader::next(std::string& text) {
   }
 }
 
-std::vector<std::string> read_documents(const std::vector<std::string>& inputs) {
-  DocumentReader reader(list_corpus_files(inputs));
+std::vector<std::string> read_documents(const std::vector<std::string>& inputs,
+                                        const std::string& jsonl_field) {
+  DocumentReader reader(list_corpus_files(inputs), jsonl_field);
   std::vector<std::string> docs;
   std::string doc;
   while (reader.next(doc)) docs.push_back(std::move(doc));

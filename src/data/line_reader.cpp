@@ -167,6 +167,7 @@ bool LineReader::refill() {
   buffer_.resize(at + kChunk);
   const size_t n = source_->read(buffer_.data() + at, kChunk, line_number_);
   buffer_.resize(at + n);
+  decompressed_ += n;
   if (n == 0) eof_ = true;
   return n > 0;
 }

@@ -312,7 +312,7 @@ void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& fil
       lines += write_training_lines(doc, out, bytes);
     };
     SplitDecider<std::string, decltype(emit)> split(o.seed, o.val_fraction, emit);
-    DocumentReader reader(files);
+    DocumentReader reader(files, o.jsonl_field);
     std::string doc;
     bool capped = false;
     while (reader.next(doc)) {
@@ -454,6 +454,7 @@ void validate(const PrepareOptions& o) {
   if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0))
     fail("val_fraction must be in [0, 1), got ", o.val_fraction);
   if (o.shard_tokens == 0) fail("shard_tokens must be at least 1");
+  if (o.jsonl_field.empty()) fail("the JSONL field name (--jsonl-field) is empty");
   if (o.chunk_bytes == 0) fail("chunk_bytes must be at least 1");
   if (o.threads < 0) fail("threads must be at least 1 (0 = hardware concurrency), got ", o.threads);
   if (o.tokenizer.empty()) {
@@ -553,7 +554,7 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
     say(o, str_cat("encoding with ", s.threads, " thread", s.threads == 1 ? "" : "s"));
     const Clock::time_point t_enc = Clock::now();
     SplitDecider<std::vector<int32_t>, decltype(emit)> split(o.seed, o.val_fraction, emit);
-    DocumentReader reader(files);
+    DocumentReader reader(files, o.jsonl_field);
     {
       EncodePool pool(tokenizer, s.threads);
       // Enough chunks in flight to keep every worker busy while the head one is written.

@@ -51,7 +51,9 @@ ConfigKeys<EvalConfig> eval_keys() {
   return {{MEAP_CONFIG_KEY(EvalConfig, interval), MEAP_CONFIG_KEY(EvalConfig, steps)}};
 }
 
-ConfigKeys<LogConfig> log_keys() { return {{MEAP_CONFIG_KEY(LogConfig, interval)}}; }
+ConfigKeys<LogConfig> log_keys() {
+  return {{MEAP_CONFIG_KEY(LogConfig, interval), MEAP_CONFIG_KEY(LogConfig, tensorboard)}};
+}
 
 ConfigSchema make_schema() {
   ConfigSchema s;

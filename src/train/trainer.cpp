@@ -3,6 +3,7 @@
 // update. train() reads as the story of a run: set up, start or resume, then steps, each
 // followed by the logging, validation, checkpoint and stop policy.
 #include "meap/train/trainer.hpp"
+#include "meap/train/tensorboard_writer.hpp"
 
 #include <unistd.h>
 
@@ -264,6 +265,8 @@ class Trainer {
       metrics_path_ = (run_dir_ / "metrics.jsonl").string();
       metrics_.open(metrics_path_, std::ios::app);
       if (!metrics_) fail("cannot open ", metrics_path_, " for writing: ", std::strerror(errno));
+      if (cfg_.log.tensorboard)
+        tensorboard_ = std::make_unique<TensorBoardWriter>((run_dir_ / "tensorboard").string());
     }
   }
 
@@ -398,6 +401,10 @@ class Trainer {
     errno = 0;
     metrics_ << j.dump() << "\n";
     metrics_.flush();
+    if (tensorboard_)  // every number of the record but the step and the counters
+      for (const auto& [key, value] : j.items())
+        if (value.is_number() && key != "step" && key != "tokens_seen" && key != "elapsed_s")
+          tensorboard_->add_scalar(key, value.get<double>(), j.at("step").get<int64_t>());
     if (!metrics_)
       fail("cannot write ", metrics_path_, ": ", errno ? std::strerror(errno) : "write error",
            "; training stopped (the latest checkpoint is ",
@@ -480,6 +487,7 @@ class Trainer {
   uint64_t tokens_since_log_ = 0;
   Clock::time_point last_log_;
   std::ofstream metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // with log.tensorboard, on the main rank
   std::string metrics_path_;
   std::vector<std::string> config_changes_;  // carried into every checkpoint's manifest
 };
@@ -491,6 +499,7 @@ const std::vector<std::string>& resume_safe_config_keys() {
       "run.name",          "train.max_steps",     "train.micro_batch_size", "train.device",
       "train.precision",   "train.recompute",     "checkpoint.interval",    "checkpoint.keep_last",
       "checkpoint.init_from", "eval.interval",    "eval.steps",             "log.interval",
+      "log.tensorboard",
       "dist.timeout_s",    "dist.zero1",          "dist.bucket_mb"};
   return keys;
 }

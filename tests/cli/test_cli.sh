@@ -75,6 +75,27 @@ check "--max-shard-size refuses a size it cannot read" \
 run prepare --out "$work/p" --vocab-size 100 --tokenizer t.model corpus.txt
 check "--vocab-size and --tokenizer together are refused" \
   eval '[ "$rc" -eq 2 ] && has err "--tokenizer" && [ ! -e "$work/p" ]'
+# prepare: a split smaller than one global batch is named with its numbers (the default
+# config's or --config's); a failed prepare removes the --out it created, not one it found.
+for i in $(seq 1 300); do
+  echo "the seed of the tree was good and the water of the sea was $i days deep"
+  echo
+done >"$work/small.txt"
+run prepare --out "$work/small" --vocab-size 300 --threads 1 "$work/small.txt"
+check "prepare of a small corpus succeeds" test "$rc" -eq 0
+check "prepare warns that the val split is below one global batch of the default config" \
+  eval 'has err "the val split holds" && has err "fewer than one global batch of 32 of the default config"'
+run prepare --out "$work/small2" --vocab-size 300 --threads 1 --val-fraction 0.2 \
+  --config "$source_dir/configs/tiny.yaml" "$work/small.txt"
+check "prepare names the --config whose global batch the split is below" \
+  eval '[ "$rc" -eq 0 ] && has err "of $source_dir/configs/tiny.yaml"'
+printf '{"text": "fine"}\n{broken\n' >"$work/bad.jsonl"
+run prepare --out "$work/failed" --vocab-size 300 "$work/bad.jsonl"
+check "a failed prepare exits 1 and removes the --out it created" \
+  eval '[ "$rc" -eq 1 ] && has err "bad.jsonl:2" && [ ! -e "$work/failed" ]'
+mkdir -p "$work/kept"
+run prepare --out "$work/kept" --vocab-size 300 "$work/bad.jsonl"
+check "a failed prepare keeps an --out that existed before" eval '[ "$rc" -eq 1 ] && [ -d "$work/kept" ]'
 run train
 check "meap train without CONFIG.yaml exits 2 naming it" eval '[ "$rc" -eq 2 ] && has err "CONFIG.yaml"'
 run

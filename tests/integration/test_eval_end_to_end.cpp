@@ -141,18 +141,21 @@ TEST_CASE("meap eval: multi-needle NIAH asking for every value", "[eval]") {
 
 TEST_CASE("meap eval refuses bad options naming them", "[eval]") {
   ScratchDir dir("eval-errors");
-  const auto fails_with = [&](std::vector<std::string> args, const std::string& message) {
+  // Exit 2: the command line itself is wrong (as for every command); 1: a value the run
+  // cannot use.
+  const auto fails_with = [&](std::vector<std::string> args, const std::string& message,
+                              int code = 1) {
     args.insert(args.begin(), {"eval", eval_run().string()});
     const int st = run_meap(args, dir.path / "err.log", 60);
     const std::string log = slurp(dir.path / "err.log");
     INFO(log);
     CHECK(WIFEXITED(st));
-    CHECK(WEXITSTATUS(st) == 1);
+    CHECK(WEXITSTATUS(st) == code);
     CHECK(log.find(message) != std::string::npos);
   };
   fails_with({"--tasks", "ppl,bogus"}, "unknown task 'bogus'");
   fails_with({"--tasks", "niah", "--niah-lengths", "512"}, "exceeds the model's max_seq_len");
   fails_with({"--tasks", "niah", "--niah-lengths", "64"}, "leave no room for a haystack");
-  fails_with({"--no-such-option"}, "--no-such-option");
+  fails_with({"--no-such-option"}, "--no-such-option", 2);
   fails_with({"--tasks", "ppl", "--text", "/nonexistent/*.bin"}, "matches no file");
 }

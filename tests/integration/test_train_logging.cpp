@@ -36,3 +36,18 @@ TEST_CASE("train: a piped log has no colour codes and one summary, and logs/rank
   CHECK(occurrences(both, "[error]") == 1);
   CHECK(occurrences(both, "already holds checkpoints") == 1);
 }
+
+TEST_CASE("train: an error comes without a dump of the config", "[trainer][logging]") {
+  micro_corpus();
+  ScratchDir d("logging-error");
+  const fs::path config = write_micro_config(d.path);
+  const int status = run_meap({"train", config.string(), "data.train=/nonexistent/train-*.bin"},
+                              d.path / "out.log");
+  const std::string out = slurp(d.path / "out.log");
+  INFO(out);
+  REQUIRE(describe_status(status) == "exit code 1");
+  CHECK(out.find("/nonexistent/train-*.bin") != std::string::npos);
+  CHECK(out.find("max_seq_len:") == std::string::npos);  // no YAML of the config
+  CHECK(occurrences(out, "\n") <= 4);
+  CHECK(!fs::exists(d.path / "run" / "config.yaml"));
+}

@@ -8,6 +8,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <zlib.h>
+#include <zstd.h>
 
 #include "meap/data/corpus.hpp"
 #include "meap/core/error.hpp"
@@ -412,4 +414,63 @@ TEST_CASE("prepare: the last document goes to val when the hash sent none there"
   CHECK(one.train_documents == 1);
   CHECK(one.val_documents == 0);
   CHECK(tok.decode(split_at(read_stream(one.train_shards), 2).at(0)) == "the sea\nthe moon");
+}
+
+namespace {
+
+void gzip_to(const fs::path& dst, const std::string& bytes) {
+  gzFile gz = gzopen(dst.c_str(), "wb");
+  REQUIRE(gz != nullptr);
+  REQUIRE(gzwrite(gz, bytes.data(), static_cast<unsigned>(bytes.size())) ==
+          static_cast<int>(bytes.size()));
+  REQUIRE(gzclose(gz) == Z_OK);
+}
+
+void zstd_to(const fs::path& dst, const std::string& bytes) {
+  std::string out(ZSTD_compressBound(bytes.size()), '\0');
+  const size_t n = ZSTD_compress(out.data(), out.size(), bytes.data(), bytes.size(), 3);
+  REQUIRE(!ZSTD_isError(n));
+  out.resize(n);
+  write_file(dst, out);
+}
+
+}  // namespace
+
+TEST_CASE("prepare: .jsonl.gz and .jsonl.zst give the shards of the plain file", "[prepare]") {
+  const PrepareSummary& ref = reference_run();
+  const fs::path dir = root() / "compressed";
+  uint32_t state = 777;
+  std::string jsonl;
+  for (int d = 0; d < 40; ++d)  // the document under "content"; "text" is a decoy
+    jsonl += nlohmann::json{{"text", "no"}, {"content", sentence(state, 5 + d % 7)}}.dump() + "\n";
+  write_file(dir / "in" / "d.jsonl", jsonl);
+  gzip_to(dir / "in" / "d.jsonl.gz", jsonl);
+  zstd_to(dir / "in" / "d.jsonl.zst", jsonl);
+
+  std::map<std::string, std::map<std::string, std::string>> outputs;
+  for (const char* name : {"d.jsonl", "d.jsonl.gz", "d.jsonl.zst"}) {
+    PrepareOptions o;
+    o.out_dir = (dir / (std::string("out-") + name)).string();
+    o.inputs = {(dir / "in" / name).string()};
+    o.tokenizer = ref.tokenizer_path;
+    o.jsonl_field = "content";
+    o.val_fraction = 0.2;
+    o.shard_tokens = 300;
+    o.threads = 1;
+    const PrepareSummary s = meap::prepare_corpus(o);
+    CHECK(s.train_documents + s.val_documents == 40);
+    outputs[name] = dir_contents(o.out_dir);
+    outputs[name].erase("prepare.json");  // names the input file
+  }
+  const auto& plain = outputs["d.jsonl"];
+  REQUIRE(plain.size() >= 3);  // tokenizer, train and val shards
+  CHECK(outputs["d.jsonl.gz"] == plain);
+  CHECK(outputs["d.jsonl.zst"] == plain);
+
+  // The default field is "text": every document here would be "no".
+  const auto docs = meap::read_documents({(dir / "in" / "d.jsonl.zst").string()});
+  REQUIRE(docs.size() == 40);
+  CHECK(docs[0] == "no");
+  CHECK_THROWS_WITH(meap::read_documents({(dir / "in" / "d.jsonl.gz").string()}, "body"),
+                    Catch::Contains("d.jsonl.gz:1") && Catch::Contains("no \"body\" field"));
 }

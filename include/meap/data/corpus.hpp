@@ -1,13 +1,16 @@
 // A text corpus read as a sequence of documents: plain text files (documents separated by
-// blank lines), JSONL files (one {"text": ...} object per line) and directories of either.
+// blank lines), JSONL files (one {"text": ...} object per line) and directories of either;
+// any of them may be compressed (.gz, .zst), read through LineReader.
 // `meap prepare` numbers the documents in this order to split and tokenize them.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "meap/data/line_reader.hpp"
 
 namespace meap {
 
@@ -19,8 +22,9 @@ struct CorpusFile {
   uint64_t bytes = 0;  // size on disk when listed: the denominator of progress
 };
 
-// Expands the inputs, in the order given: a file is itself (`.jsonl` -> JSONL, any other
-// name -> plain text); a directory gives every regular file below it, recursively, sorted by
+// Expands the inputs, in the order given: a file is itself (`.jsonl`, `.jsonl.gz`,
+// `.jsonl.zst` -> JSONL, any other name -> plain text, also read decompressed when it ends
+// in .gz or .zst); a directory gives every regular file below it, recursively, sorted by
 // path, skipping hidden entries (a name starting with '.') and the directories in
 // `exclude_dirs` (the output directory, so a run never reads its own shards). Throws
 // meap::Error for an input that does not exist and when no file results at all.
@@ -34,12 +38,13 @@ std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs
 // newline); a blank line is one that is empty or whitespace only (space, \t, \r, \v, \f).
 // One trailing '\r' per line is dropped (CRLF files read like LF ones). Lines must be valid
 // UTF-8 without NUL bytes: the tokenizer would silently replace invalid bytes by U+FFFD.
-// JSONL: each non-blank line is an object whose "text" string is one document, verbatim.
+// JSONL: each non-blank line is an object whose `jsonl_field` string ("text" unless
+// given) is one document, verbatim.
 // Either way a document without any non-whitespace character is dropped (and counted).
 // Errors (meap::Error) name FILE:LINE.
 class DocumentReader {
  public:
-  explicit DocumentReader(std::vector<CorpusFile> files);
+  explicit DocumentReader(std::vector<CorpusFile> files, std::string jsonl_field = "text");
   DocumentReader(const DocumentReader&) = delete;
   DocumentReader& operator=(const DocumentReader&) = delete;
   ~DocumentReader();
@@ -47,30 +52,31 @@ class DocumentReader {
   // The next document into `text`; false after the last one.
   bool next(std::string& text);
 
-  uint64_t bytes_read() const { return bytes_read_; }  // of the input files, so far
+  // Of the input files (compressed bytes for compressed ones), so far.
+  uint64_t bytes_read() const;
   uint64_t total_bytes() const { return total_bytes_; }
   uint64_t dropped_empty() const { return dropped_empty_; }
   const std::vector<CorpusFile>& files() const { return files_; }
 
  private:
-  bool read_line();  // into line_ (without '\n'); false at the end of the file
   void close_file();
+  uint64_t bytes_of_open_file() const;
   [[noreturn]] void fail_here(const std::string& what) const;
 
   std::vector<CorpusFile> files_;
+  std::string jsonl_field_;
   size_t next_file_ = 0;
   const CorpusFile* file_ = nullptr;  // the open one
-  std::FILE* fp_ = nullptr;
-  uint64_t line_number_ = 0;
-  char* line_buf_ = nullptr;  // getline()'s buffer
-  size_t line_cap_ = 0;
+  std::unique_ptr<LineReader> lines_;  // of file_
   std::string_view line_;
   std::string doc_;  // plain-text document being assembled
-  uint64_t bytes_read_ = 0, total_bytes_ = 0, dropped_empty_ = 0;
+  uint64_t bytes_closed_ = 0;  // of the files already read to the end
+  uint64_t total_bytes_ = 0, dropped_empty_ = 0;
 };
 
 // Every document of the inputs, in order: for tests and small corpora.
-std::vector<std::string> read_documents(const std::vector<std::string>& inputs);
+std::vector<std::string> read_documents(const std::vector<std::string>& inputs,
+                                        const std::string& jsonl_field = "text");
 
 // True when `s` has no character other than space, \t, \r, \n, \v, \f.
 bool is_blank(std::string_view s);

@@ -32,6 +32,9 @@ class LineReader {
   uint64_t line_number() const { return line_number_; }
   // Bytes of the file (compressed) consumed so far: for progress.
   uint64_t file_bytes_read() const;
+  // Decompressed bytes of the lines returned so far, their '\n's included: for a plain file
+  // the offset just after the last line returned.
+  uint64_t text_bytes_returned() const { return decompressed_ - (buffer_.size() - begin_); }
   const std::string& path() const { return path_; }
 
   class Source;  // one per compression (defined in line_reader.cpp)
@@ -45,6 +48,7 @@ class LineReader {
   size_t begin_ = 0;
   bool eof_ = false;
   uint64_t line_number_ = 0;
+  uint64_t decompressed_ = 0;  // bytes the source has given
 };
 
 }  // namespace meap

@@ -28,6 +28,7 @@ struct PrepareOptions {
   // An existing tokenizer, copied instead of trained: a SentencePiece model (to
   // out_dir/tokenizer.model) or a Hugging Face tokenizer.json (to out_dir/tokenizer.json).
   std::string tokenizer;
+  std::string jsonl_field = "text";  // the string field of a JSONL record that is its document
   double val_fraction = 0.01;       // in [0, 1): share of documents held out
   uint64_t shard_tokens = 100'000'000;  // at most this many tokens per shard file
   int threads = 0;                      // encoding threads; 0 = hardware concurrency

@@ -72,6 +72,7 @@ struct EvalConfig {
 
 struct LogConfig {
   int64_t interval = 10;  // steps between log lines
+  bool tensorboard = false;  // also write the metrics as TensorBoard events (RUN_DIR/tensorboard)
   bool operator==(const LogConfig&) const = default;
 };
 
