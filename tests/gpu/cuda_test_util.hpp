@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda_check.hpp"
 #include "meap/backend/backend.hpp"
 #include "meap/core/rng.hpp"
 
