@@ -290,7 +290,7 @@ void add_swiglu(std::vector<OpCase>& cases, int64_t n, int64_t f) {
                    }});
 }
 
-void add_add(std::vector<OpCase>& cases, int64_t n) {
+void add_add(std::vector<OpCase>& cases, int64_t n, bool gpu_only = false) {
   for (bool alias : {false, true}) {
     Arg o = out("out", {n});
     o.exact = true;  // one fp32 add, rounded once
@@ -301,7 +301,10 @@ void add_add(std::vector<OpCase>& cases, int64_t n) {
                      [](Backend& b, const std::vector<Tensor>& t) {
                        b.add_forward(t[0], t[1], t[2]);
                        return 0.0;
-                     }});
+                     },
+                     nullptr,
+                     {DType::f32, DType::bf16},
+                     gpu_only});
   }
 }
 
@@ -327,13 +330,15 @@ void add_cross_entropy(std::vector<OpCase>& cases, int64_t n, int64_t v) {
 }
 
 void add_optimizer(std::vector<OpCase>& cases) {
-  for (int64_t n : {int64_t{20000}, int64_t{300}, int64_t{0}, int64_t{(1 << 23) + 1000}}) {
+  // 2^23 + 1000: the grid stops at 1024 blocks and each thread strides.
+  for (int64_t n : {0, 1, 300, 1000, 20000, (1 << 23) + 1000, (1 << 24) + 3}) {
     OpCase c{"sum_squares",
              "n " + std::to_string(n),
              {in("t", {n}, Role::wide)},
              [](Backend& b, const std::vector<Tensor>& t) { return b.sum_squares(t[0]); },
              nullptr,
-             {DType::f32}};
+             {DType::f32},
+             n > (1 << 23) + 1000};
     c.scalar_tolerance = 1e-12;  // accumulated in double everywhere
     cases.push_back(c);
   }
@@ -350,7 +355,7 @@ void add_optimizer(std::vector<OpCase>& cases) {
   hp.lr = 0.05;
   hp.weight_decay = 0.1;
   hp.step = 3;
-  const int64_t n = 3000;
+  const int64_t n = 100003;
   const auto v_init = [](int64_t i) { return std::pow(0.01 * normal(13, i), 2); };
   for (DType mode : {DType::f32, DType::bf16}) {  // bf16: with the working copy
     Arg copy = out("working_copy", {n}, Role::bf16);
@@ -358,7 +363,7 @@ void add_optimizer(std::vector<OpCase>& cases) {
     copy.reference = copy.rounding = 0;  // the updated master, rounded to nearest even
     cases.push_back(
         {"adamw_update",
-         mode == DType::bf16 ? "n 3000, bf16 working copy" : "n 3000",
+         mode == DType::bf16 ? "n 100003, bf16 working copy" : "n 100003",
          {inout("param", {n}, Role::wide), in("grad", {n}, Role::wide, randn(11, 0.1)),
           inout("m", {n}, Role::wide, randn(12, 0.01)), inout("v", {n}, Role::wide, v_init), copy},
          [=](Backend& b, const std::vector<Tensor>& t) {
@@ -413,35 +418,51 @@ std::vector<OpCase> op_cases() {
   add_embedding(cases, 37, 50, 100);
   add_embedding(cases, 300, 23, 70);
   add_embedding(cases, 150, 11, 300);
-  // 300 columns: 10 warps, the last partly idle; 1500: 1024 threads, 2 strides; 66 rows: two
-  // dweight chunks.
+  add_embedding(cases, 74, 301, 67);
+  // 300 columns: 10 warps, the last partly idle; 1500: 1024 threads, 2 strides; 66 and 197
+  // rows: two and four dweight chunks.
   add_rmsnorm(cases, 5, 300);
   add_rmsnorm(cases, 3, 1500);
   add_rmsnorm(cases, 66, 300);
   add_rmsnorm(cases, 3, 40);
-  add_matmul(cases, 37, 67, 45);
+  add_rmsnorm(cases, 197, 131);
+  add_matmul(cases, 37, 45, 29);
+  add_matmul(cases, 66, 64, 300);
+  add_matmul(cases, 128, 96, 64);
   add_matmul(cases, 5, 3, 130);
   add_rope(cases, 2, 7, 5, 3, 18);  // 378 rotated pairs: two blocks, the second partial
+  add_rope(cases, 2, 37, 5, 3, 18);
   // Reference kernels: GQA 2 with two key chunks (T 66) and D 40; no GQA, D 160 (5 warps);
-  // GQA 4, short. (At T = 1 dQ and dK are exactly zero, so T >= 3.)
+  // GQA 4, short; D 130. (At T = 1 dQ and dK are exactly zero, so T >= 3.)
   add_attention(cases, 1, 66, 2, 1, 40);
   add_attention(cases, 2, 9, 3, 3, 160);
   add_attention(cases, 1, 3, 4, 1, 32);
+  add_attention(cases, 1, 37, 3, 3, 130);
   // The flash kernels (bf16, D 64 and 128): a single row, a partial tile, three query tiles
-  // with GQA 4, a full and a partial tile, a tile multiple with GQA 2.
+  // with GQA 4, a full and a partial tile, a tile multiple with GQA 2; f32 runs the
+  // reference kernels at D 64.
   add_attention(cases, 1, 1, 1, 1, 64, {DType::bf16});
   add_attention(cases, 2, 17, 2, 1, 64);
   add_attention(cases, 1, 130, 4, 1, 64, {DType::bf16});
   add_attention(cases, 1, 100, 2, 2, 128, {DType::bf16});
   add_attention(cases, 1, 128, 4, 2, 128, {DType::bf16});
-  // Longer sequences (minutes on the emulator, tens of seconds for the oracle): a GPU only.
-  add_attention(cases, 2, 257, 4, 2, 64, {DType::f32, DType::bf16}, true);
-  add_attention(cases, 2, 1000, 8, 2, 128, {DType::bf16}, true);
+  // On a GPU only (minutes on the emulator): more reference shapes, and the flash kernels
+  // with every GQA ratio and sequence length.
+  add_attention(cases, 2, 77, 4, 2, 18, {DType::f32, DType::bf16}, true);
+  add_attention(cases, 2, 70, 6, 1, 64, {DType::f32, DType::bf16}, true);
+  for (int d : {64, 128})
+    for (int ratio : {1, 2, 4})
+      for (int64_t t : {1, 17, 100, 128, 257, 1000})
+        add_attention(cases, 2, t, 2 * ratio, 2, d, {DType::bf16}, true);
   add_swiglu(cases, 13, 77);  // 1001 elements: 4 blocks, the last partial
+  add_swiglu(cases, 37, 53);
   add_add(cases, 1001);
-  // 1100 columns: 1024 threads, some with two columns; 70 columns: 96 threads.
+  add_add(cases, (1 << 20) | 37, true);
+  // 1100 and 2053 columns: 1024 threads, some with two or three columns; 70: 96 threads.
   add_cross_entropy(cases, 6, 1100);
   add_cross_entropy(cases, 5, 70);
+  add_cross_entropy(cases, 41, 301);
+  add_cross_entropy(cases, 41, 2053);
   add_optimizer(cases);
   add_casts(cases);
   return cases;
@@ -704,6 +725,37 @@ TEST_CASE("every op on a CUDA GPU matches the CPU oracle", "[gpu]") {
     if (row.gpu) DYNAMIC_SECTION(row.name) {
         check_table(row);
       }
+}
+
+TEST_CASE("the op contract refuses wrong devices, dtypes and shapes, naming the op", "[ops]") {
+  using Catch::Contains;
+  const std::unique_ptr<Backend> cpu = make_backend("cpu"), gpu = make_emulated_cuda_backend();
+  std::vector<double> buf(64);  // no op below runs: its checks fail first
+  const auto t = [&](DType dt, Device dev, std::initializer_list<int64_t> dims) {
+    return Tensor(buf.data(), dt, dev, dims);
+  };
+  const Device cuda = Device::cuda, host = Device::cpu;
+  const Tensor x = t(DType::f32, cuda, {4, 8}), w = t(DType::f32, cuda, {8}),
+               rstd = t(DType::f32, cuda, {4});
+  CHECK_THROWS_WITH(gpu->rmsnorm_forward(x, rstd, t(DType::f32, host, {4, 8}), w, 1e-5),
+                    Contains("cuda rmsnorm_forward: x (4, 8) is in host memory"));
+  CHECK_THROWS_WITH(gpu->rmsnorm_forward(x, rstd, t(DType::f64, cuda, {4, 8}), w, 1e-5),
+                    Contains("x is F64, a dtype the cuda backend's ops do not compute in"));
+  CHECK_THROWS_WITH(cpu->swiglu_forward(t(DType::bf16, host, {2, 3}), t(DType::bf16, host, {2, 6})),
+                    Contains("cpu swiglu_forward: gate_up is BF16"));
+  CHECK_THROWS_WITH(gpu->rmsnorm_forward(x, rstd, x, t(DType::bf16, cuda, {8}), 1e-5),
+                    Contains("weight must be F32, got BF16"));
+  const Tensor xb = t(DType::bf16, cuda, {4, 8}), wb = t(DType::bf16, cuda, {8});
+  CHECK_THROWS_WITH(gpu->rmsnorm_backward(xb, wb, xb, xb, wb, rstd),
+                    Contains("dweight (a weight gradient) must be F32, got BF16"));
+  CHECK_THROWS_WITH(gpu->rmsnorm_forward(x, t(DType::f32, cuda, {5}), x, w, 1e-5),
+                    Contains("do not match"));
+  CHECK_THROWS_WITH(gpu->sum_squares(xb), Contains("optimizer ops do not compute in"));
+  CHECK_THROWS_WITH(gpu->cast(t(DType::f64, cuda, {4}), t(DType::f32, cuda, {4})),
+                    Contains("cast from F32 to F64 is not supported here"));
+  const Tensor p64 = t(DType::f64, host, {4});
+  CHECK_THROWS_WITH(cpu->adamw_update(p64, p64, p64, p64, AdamWStep{}, t(DType::bf16, host, {4})),
+                    Contains("working copy"));
 }
 
 }  // namespace meap::testing
