@@ -68,6 +68,10 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 
+// The CUDA names the kernels, launchers and CudaBackend use, in a namespace of their own so
+// their symbols never meet the real ones of a binary that also links CUDA.
+namespace emu::cuda_names {
+
 struct __nv_bfloat16 {
   uint16_t bits;
 };
@@ -149,6 +153,9 @@ template <class F>
 cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int bytes) {
   return bytes <= 227 * 1024 ? cudaSuccess : cudaErrorInvalidValue;
 }
+
+}  // namespace emu::cuda_names
+using namespace emu::cuda_names;
 
 // Not emulated: cub::DeviceRadixSort::SortPairs (a stable LSD radix sort by key bits
 // [begin_bit, end_bit)). A std::stable_sort by the same bits stands in for it.

@@ -8,8 +8,9 @@
 // reports as skipped without one.
 //
 // Adding a backend: a row in backends(). Adding an op or a shape: a row in op_cases().
-#include <algorithm>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
