@@ -19,7 +19,7 @@
 #include <cuda_runtime.h>
 
 #include "attention.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda_check.hpp"
 #include "meap/backend/backend.hpp"
 #include "meap/core/dtype.hpp"
 #include "meap/core/error.hpp"

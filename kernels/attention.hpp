@@ -8,9 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 struct AttentionShape {
   int64_t batch, seq_len, n_heads, n_kv_heads, head_dim;
@@ -38,4 +39,5 @@ void flash_attention_backward(uint16_t* dqkv, const uint16_t* dout, const uint16
                               const uint16_t* out, const float* lse, void* workspace,
                               const AttentionShape& shape, cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -2,27 +2,20 @@
 // dK/dV, then dQ, in stream order. The workspace holds Delta.
 #include <cmath>
 
-#include <cuda_bf16.h>
-
 #include "attention.hpp"
 #include "attention_backward.cuh"
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda_common.cuh"
 #include "meap/core/error.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 namespace {
 
-template <class Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-  MEAP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-}
-
 template <int D>
 void launch_backward(uint16_t* dqkv_u, const uint16_t* dout_u, const uint16_t* qkv_u,
-                     const uint16_t* out_u, const float* lse, float* delta,
-                     const AttentionShape& s, cudaStream_t stream) {
+                     const uint16_t* out_u, const float* lse, float* delta, const AttentionShape& s,
+                     cudaStream_t stream) {
   using bf16 = __nv_bfloat16;
   auto* dqkv = reinterpret_cast<bf16*>(dqkv_u);
   const auto* dout = reinterpret_cast<const bf16*>(dout_u);
@@ -35,27 +28,19 @@ void launch_backward(uint16_t* dqkv_u, const uint16_t* dout_u, const uint16_t* q
 
   const int64_t n_rows = s.batch * s.seq_len * s.n_heads;
   const int64_t delta_blocks = (n_rows * 32 + attn::kDeltaThreads - 1) / attn::kDeltaThreads;
-  attn::attention_delta_kernel<D>
-      <<<static_cast<unsigned>(delta_blocks), attn::kDeltaThreads, 0, stream>>>(delta, dout, out,
-                                                                                n_rows, T, Hq);
-  MEAP_CUDA_CHECK_LAUNCH();
+  launch(attn::attention_delta_kernel<D>, static_cast<unsigned>(delta_blocks), attn::kDeltaThreads,
+         0, stream, delta, dout, out, n_rows, T, Hq);
 
   const auto n_tiles = static_cast<unsigned>((s.seq_len + attn::kBwdTile - 1) / attn::kBwdTile);
   const size_t dkdv_smem = attn::dkdv_smem_bytes<D>();
-  allow_smem(attn::attention_dkdv_kernel<D>, dkdv_smem);
-  attn::attention_dkdv_kernel<D>
-      <<<dim3(n_tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(s.batch)),
-         attn::kThreads, dkdv_smem, stream>>>(dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale,
-                                              scale_log2);
-  MEAP_CUDA_CHECK_LAUNCH();
+  launch(attn::attention_dkdv_kernel<D>,
+         dim3(n_tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(s.batch)), attn::kThreads,
+         dkdv_smem, stream, dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale, scale_log2);
 
   const size_t dq_smem = attn::dq_smem_bytes<D>();
-  allow_smem(attn::attention_dq_kernel<D>, dq_smem);
-  attn::attention_dq_kernel<D>
-      <<<dim3(n_tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(s.batch)),
-         attn::kThreads, dq_smem, stream>>>(dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale,
-                                            scale_log2);
-  MEAP_CUDA_CHECK_LAUNCH();
+  launch(attn::attention_dq_kernel<D>,
+         dim3(n_tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(s.batch)), attn::kThreads,
+         dq_smem, stream, dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale, scale_log2);
 }
 
 }  // namespace
@@ -80,4 +65,5 @@ void flash_attention_backward(uint16_t* dqkv, const uint16_t* dout, const uint16
     launch_backward<128>(dqkv, dout, qkv, out, lse, delta, s, stream);
 }
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -8,9 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // Largest head dim the reference kernels take (one thread per head-dim column).
 constexpr int kAttentionReferenceMaxHeadDim = 1024;
@@ -32,4 +33,5 @@ void attention_reference_backward(S* dqkv, const S* dout, const S* qkv, const S*
                                   const float* lse, int64_t b, int64_t t, int hq, int hkv, int d,
                                   void* scratch, size_t scratch_bytes, cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -1,9 +1,9 @@
 // Launcher of the fused softmax + cross-entropy (kernel in kernels/cross_entropy.cuh).
-#include "backend/cuda/cuda_check.hpp"
 #include "cross_entropy.cuh"
 #include "cross_entropy.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 using namespace cross_entropy_kernels;
 
@@ -13,9 +13,8 @@ void cross_entropy_forward_backward(float* losses, S* dlogits, const S* logits,
                                     int64_t v, double grad_scale, cudaStream_t stream) {
   if (n == 0) return;
   MEAP_CHECK(n < (int64_t{1} << 31), "cross-entropy: too many rows");
-  cross_entropy_kernel<S><<<static_cast<unsigned>(n), row_threads(v), 0, stream>>>(
-      losses, dlogits, logits, targets, weights, v, grad_scale);
-  MEAP_CUDA_CHECK_LAUNCH();
+  launch(cross_entropy_kernel<S>, static_cast<unsigned>(n), row_threads(v), 0, stream, losses,
+         dlogits, logits, targets, weights, v, grad_scale);
 }
 
 template void cross_entropy_forward_backward<float>(float*, float*, const float*, const int32_t*,
@@ -25,4 +24,5 @@ template void cross_entropy_forward_backward<uint16_t>(float*, uint16_t*, const 
                                                        const int32_t*, const float*, int64_t,
                                                        int64_t, double, cudaStream_t);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -5,9 +5,10 @@
 
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // logits (n, v), targets (n) i32, weights (n) f32. One block per row:
 //   losses (n) f32 = logsumexp(row) - row[target]   (0 where weight is 0; target not read),
@@ -19,4 +20,5 @@ void cross_entropy_forward_backward(float* losses, S* dlogits, const S* logits,
                                     const int32_t* targets, const float* weights, int64_t n,
                                     int64_t v, double grad_scale, cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -1,17 +1,15 @@
 // Device helpers shared by the kernels (included by the kernel headers kernels/*.cuh): bf16
 // storage as uint16_t bit patterns with the exact rounding of meap::f32_to_bf16, fp32
 // loads/stores of either storage type, deterministic warp/block reductions, the dynamic
-// shared memory, and launch-size helpers. Under MEAP_CUDA_EMULATION (tests/cuda_emulator.hpp)
-// the same code runs on the host; the emulator supplies the CUDA built-ins and
-// dynamic_shared().
+// shared memory, launch-size helpers, and launch(), the one way kernels/*.cu launch a kernel.
+// Under MEAP_CUDA_EMULATION (tests/cuda_emulator.hpp) the same code runs on the host; the
+// emulator supplies the CUDA built-ins and dynamic_shared(), and launch() runs it there.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-#ifndef MEAP_CUDA_EMULATION
-#include <cuda_runtime.h>
-#endif
+#include "cuda_check.hpp"
 
 namespace meap::cuda::detail {
 
@@ -43,9 +41,13 @@ __device__ __forceinline__ float to_f32(uint16_t x) { return bf16_bits_to_f32(x)
 template <class S>
 __device__ __forceinline__ S from_f32(float x);
 template <>
-__device__ __forceinline__ float from_f32<float>(float x) { return x; }
+__device__ __forceinline__ float from_f32<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ uint16_t from_f32<uint16_t>(float x) { return f32_to_bf16_bits(x); }
+__device__ __forceinline__ uint16_t from_f32<uint16_t>(float x) {
+  return f32_to_bf16_bits(x);
+}
 
 // ---- reductions: fixed butterfly order, so results do not vary from run to run ----------
 template <class T>
@@ -96,3 +98,32 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 }
 
 }  // namespace meap::cuda::detail
+
+namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
+
+template <class T>
+struct as_param {
+  using type = T;  // arguments convert to the kernel's parameters instead of being deduced
+};
+
+// kernel<<<grid, block, smem_bytes, stream>>>(args...), with the opt-in for more than 48 KiB of
+// dynamic shared memory, and launch errors thrown as meap::Error. Under the emulator the
+// kernel's source runs on the host (in the emulator's current schedule) and errors throw.
+template <class... Params>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+            cudaStream_t stream, typename as_param<Params>::type... args) {
+  if (smem_bytes > 48 * 1024)
+    MEAP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem_bytes)));
+#ifdef MEAP_CUDA_EMULATION
+  (void)stream;
+  emu::launch(grid, block, smem_bytes, [&] { kernel(args...); });
+#else
+  kernel<<<grid, block, smem_bytes, stream>>>(args...);
+#endif
+  MEAP_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace MEAP_CUDA_ABI
+}  // namespace meap::cuda

@@ -6,9 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // out (n, c) = table (v, c)[tokens (n)]. A token outside [0, v) gives a row of NaN, so a
 // bad id shows up in the loss instead of reading out of bounds.
@@ -28,4 +29,5 @@ void embedding_backward(float* dtable, const S* dout, const int32_t* tokens, int
                         int64_t v, int64_t c, void* scratch, size_t scratch_bytes,
                         cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -6,24 +6,23 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // Device scratch (bytes) sum_squares needs (its per-block double partials).
 size_t sum_squares_scratch_bytes();
 
-// *result (one device double) = sum of x[i]^2 over x (n), S = float or uint16_t (bf16).
+// *result (one device double) = sum of x[i]^2 over x (n).
 // Squares are accumulated in double by a grid whose size depends only on n, each block's
 // partial reduced in a fixed order, then the partials summed in block order: bit-identical
 // from run to run.
-template <class S>
-void sum_squares(double* result, const S* x, int64_t n, void* scratch, size_t scratch_bytes,
+void sum_squares(double* result, const float* x, int64_t n, void* scratch, size_t scratch_bytes,
                  cudaStream_t stream);
 
-// x (n) *= factor (rounded to the storage precision's float first, as the CPU does).
-template <class S>
-void scale(S* x, int64_t n, double factor, cudaStream_t stream);
+// x (n) *= factor (rounded to float first, as the CPU does).
+void scale(float* x, int64_t n, double factor, cudaStream_t stream);
 
 // One AdamW step on fp32 param/grad/m/v (n), with the CPU reference's formulas:
 //   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
@@ -34,4 +33,5 @@ void adamw_update(float* param, const float* grad, float* m, float* v, uint16_t*
                   int64_t n, double lr, double beta1, double beta2, double eps,
                   double weight_decay, int64_t step, cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -6,9 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // out (n, c) = x * rstd * weight (c); rstd (n) = 1 / sqrt(mean(x^2) + eps).
 template <class S>
@@ -26,4 +27,5 @@ void rmsnorm_backward(S* dx, float* dweight, const S* dout, const S* x, const S*
                       const float* rstd, int64_t n, int64_t c, void* scratch,
                       size_t scratch_bytes, cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

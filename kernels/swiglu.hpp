@@ -4,9 +4,10 @@
 
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 // gate_up (n, 2f) = [gate | up] per row; out (n, f) = silu(gate) * up.
 template <class S>
@@ -17,4 +18,5 @@ template <class S>
 void swiglu_backward(S* dgate_up, const S* dout, const S* gate_up, int64_t n, int64_t f,
                      cudaStream_t stream);
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -40,7 +40,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEAP_CUDA=ON -DMEAP
   -DMEAP_NCCL=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" > .device/configure.log 2>&1 ||
   { tail -30 .device/configure.log; exit 1; }
 echo "pack: building (log .device/build.log)"
-cmake --build "$build" -j "$jobs" --target meap meap_gpu_tests meap_mpi_tests \
+cmake --build "$build" -j "$jobs" --target meap meap_gpu_tests meap_ops_tests meap_mpi_tests \
   meap_collectives_probe bench_attention \
   > .device/build.log 2>&1 || { tail -50 .device/build.log; exit 1; }
 
@@ -52,10 +52,11 @@ echo "$(git rev-parse --short HEAD 2>/dev/null)$(git status --porcelain --untrac
 
 # ---- 2. executables and ctest's files, at their relative paths in the build tree -------
 cp "$build/meap" "$pack/build/"
-cp "$build/tests/meap_gpu_tests" "$build/tests/meap_mpi_tests" \
+cp "$build/tests/meap_gpu_tests" "$build/tests/meap_ops_tests" "$build/tests/meap_mpi_tests" \
   "$build/tests/meap_collectives_probe" "$pack/build/tests/"
 cp "$build/bench/bench_attention" "$pack/build/bench/"
-executables=("$pack/build/meap" "$pack/build/tests/meap_gpu_tests" "$pack/build/tests/meap_mpi_tests"
+executables=("$pack/build/meap" "$pack/build/tests/meap_gpu_tests" "$pack/build/tests/meap_ops_tests"
+             "$pack/build/tests/meap_mpi_tests"
              "$pack/build/tests/meap_collectives_probe" "$pack/build/bench/bench_attention")
 strip --strip-unneeded "${executables[@]}"
 (cd "$build" && find . \( -name CTestTestfile.cmake -o -name '*_tests-*.cmake' \

@@ -32,26 +32,27 @@
 // checked against the CPU backend within a tolerance, and for determinism (the same bits
 // under both schedules), never for bit equality with a GPU.
 //
-// Include this before the kernel headers, in a translation unit compiled by the host C++
-// compiler (never by nvcc); it defines MEAP_CUDA_EMULATION and the CUDA names they use.
-// A __global__ function becomes a static inline host function with the ABI tag "meap_emu"
-// (static: it can never be confused with the host stub nvcc emits for the real kernel in
-// meap_lib). Its static __shared__ variables are function-local statics here, shared by the
-// CTA's coroutines; they are found by that tag in the executable's symbol table and poisoned
-// before each CTA, so a test binary using this header must not be stripped.
+// The launchers and the CUDA backend reach it through kernels/cuda_check.hpp when compiled
+// with MEAP_CUDA_EMULATION by the host compiler (never by nvcc; the test target
+// meap_emulated_cuda, tests/CMakeLists.txt): it defines the CUDA names the kernels use, the
+// part of the runtime the launchers and CudaBackend call (memory is host memory, streams are
+// null, every call completes before it returns), and stand-ins for what it does not emulate:
+// CUB's radix sort (a std::stable_sort by the same key bits, stable as CUB's LSD sort is).
+// A __global__ function becomes a static inline host function; its static __shared__
+// variables are function-local statics placed in the section meap_emu_shared, which the
+// emulator poisons before every CTA (the linker's __start_/__stop_ symbols bound it).
 #pragma once
 
-#include <elf.h>
-#include <link.h>
 #include <ucontext.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -60,12 +61,16 @@
 #include "meap/core/dtype.hpp"
 
 #define MEAP_CUDA_EMULATION 1
-#define __global__ static inline __attribute__((abi_tag("meap_emu")))
+#define __global__ static inline
 #define __device__
 #define __host__
-#define __shared__ static
+#define __shared__ static __attribute__((section("meap_emu_shared")))
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+
+// The CUDA names the kernels, launchers and CudaBackend use, in a namespace of their own so
+// their symbols never meet the real ones of a binary that also links CUDA.
+namespace emu::cuda_names {
 
 struct __nv_bfloat16 {
   uint16_t bits;
@@ -95,11 +100,93 @@ struct uint4 {
 };
 inline int min(int a, int b) { return a < b ? a : b; }
 
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+// ---- the CUDA runtime the launchers and CudaBackend call, on the host -----------------------
+using cudaStream_t = struct CUstream_st*;
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
+                   cudaErrorNotSupported = 801 };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor, cudaDevAttrComputeCapabilityMinor,
+                      cudaDevAttrMultiProcessorCount, cudaDevAttrClockRate };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+enum cudaDataType_t { CUDA_R_32F, CUDA_R_16BF };
+
+inline const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : "error (emulated runtime)";
+}
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }  // emulated launches throw
+template <class T>
+cudaError_t cudaMalloc(T** p, size_t bytes) {
+  *p = static_cast<T*>(std::aligned_alloc(256, (bytes + 255) / 256 * 256));
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+template <class T>
+cudaError_t cudaMallocHost(T** p, size_t bytes) { return cudaMalloc(p, bytes); }
+inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaFreeHost(void* p) { return cudaFree(p); }
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind,
+                                   cudaStream_t) {
+  std::memmove(dst, src, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t n, cudaStream_t) {
+  std::memset(p, value, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = nullptr; return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
+  *free_bytes = *total = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int*, cudaDeviceAttr, int) {
+  return cudaErrorNotSupported;  // no device: no peak FLOP/s
+}
+// The opt-in above 48 KiB of dynamic shared memory: up to 227 KiB (sm_90).
+template <class F>
+cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int bytes) {
+  return bytes <= 227 * 1024 ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+}  // namespace emu::cuda_names
+using namespace emu::cuda_names;
+
+// Not emulated: cub::DeviceRadixSort::SortPairs (a stable LSD radix sort by key bits
+// [begin_bit, end_bit)). A std::stable_sort by the same bits stands in for it.
+namespace cub {
+struct DeviceRadixSort {
+  template <class K, class V>
+  static cudaError_t SortPairs(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out,
+                               const V* values_in, V* values_out, int n, int begin_bit,
+                               int end_bit, cudaStream_t = nullptr) {
+    if (temp == nullptr) {
+      temp_bytes = 16;
+      return cudaSuccess;
+    }
+    const int bits = end_bit - begin_bit;
+    const K mask = bits >= static_cast<int>(8 * sizeof(K)) ? ~K{0} : (K{1} << bits) - 1;
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return (keys_in[a] >> begin_bit & mask) < (keys_in[b] >> begin_bit & mask);
+    });
+    for (int i = 0; i < n; ++i) {
+      keys_out[i] = keys_in[order[i]];
+      values_out[i] = values_in[order[i]];
+    }
+    return cudaSuccess;
+  }
+};
+}  // namespace cub
+
 namespace emu {
 
-struct Dim3 {
-  unsigned x = 1, y = 1, z = 1;
-};
 
 // ---- coroutines ---------------------------------------------------------------------------
 // A context switch is the emulator's hot path (several per barrier and thread). On x86-64 it
@@ -185,7 +272,7 @@ struct Barrier {
 struct Thread {
   Context ctx;
   std::unique_ptr<char[]> stack;  // uninitialised: only the pages a coroutine uses are touched
-  Dim3 idx;
+  dim3 idx;
   int warp = 0, lane = 0;
   bool done = false;
   const Barrier* waiting_on = nullptr;  // blocked until its generation moves past waiting_gen
@@ -197,7 +284,7 @@ struct Thread {
 enum class Order { first_warp_first, last_warp_first };
 
 struct State {
-  Dim3 grid, block, block_idx;
+  dim3 grid, block, block_idx;
   std::vector<unsigned char> smem;
   std::vector<Thread> threads;
   int n_threads = 0;
@@ -472,74 +559,20 @@ T shfl(unsigned mask, T value, int arg, int width, Shfl kind) {
 }
 
 // ---- static __shared__ variables ----------------------------------------------------------
-// Under this header a kernel's `__shared__ float red[32];` is a function-local static of a
-// function tagged "meap_emu", so its symbol is _ZZ<kernel, with B8meap_emu>E3red. The
-// executable's .symtab lists them (with their sizes); the first object dl_iterate_phdr visits
-// is the executable, whose load address turns symbol values into addresses.
-struct Range {
-  unsigned char* begin;
-  size_t bytes;
-};
-
-struct StaticShared {
-  bool have_symtab = false;
-  std::vector<Range> ranges;
-};
-
-inline StaticShared find_static_shared() {
-  StaticShared found;
-  uintptr_t bias = 0;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* out) {
-        *static_cast<uintptr_t*>(out) = info->dlpi_addr;
-        return 1;  // the executable only
-      },
-      &bias);
-  std::ifstream exe("/proc/self/exe", std::ios::binary);
-  auto read_at = [&](uint64_t offset, void* dst, size_t bytes) {
-    exe.seekg(static_cast<std::streamoff>(offset));
-    exe.read(static_cast<char*>(dst), static_cast<std::streamsize>(bytes));
-    return static_cast<bool>(exe);
-  };
-  Elf64_Ehdr eh;
-  if (!read_at(0, &eh, sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr))
-    return found;
-  std::vector<Elf64_Shdr> sections(eh.e_shnum);
-  if (!read_at(eh.e_shoff, sections.data(), sections.size() * sizeof(Elf64_Shdr))) return found;
-  for (const Elf64_Shdr& sh : sections) {
-    if (sh.sh_type != SHT_SYMTAB || sh.sh_link >= sections.size()) continue;
-    const Elf64_Shdr& strtab = sections[sh.sh_link];
-    std::vector<Elf64_Sym> syms(sh.sh_size / sizeof(Elf64_Sym));
-    std::vector<char> names(strtab.sh_size + 1, 0);
-    if (!read_at(sh.sh_offset, syms.data(), syms.size() * sizeof(Elf64_Sym)) ||
-        !read_at(strtab.sh_offset, names.data(), strtab.sh_size))
-      return found;
-    found.have_symtab = true;
-    for (const Elf64_Sym& sym : syms) {
-      if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size == 0 ||
-          sym.st_shndx == SHN_UNDEF || sym.st_name >= strtab.sh_size)
-        continue;
-      const std::string_view name(names.data() + sym.st_name);
-      if (name.starts_with("_ZZ") && name.find("B8meap_emu") != std::string_view::npos)
-        found.ranges.push_back(
-            {reinterpret_cast<unsigned char*>(bias + sym.st_value), sym.st_size});
-    }
-  }
-  return found;
-}
+// Every emulated kernel's `__shared__` variables live in the section meap_emu_shared; the linker
+// defines its bounds (weak: a binary without emulated kernels has no such section).
+extern "C" unsigned char __start_meap_emu_shared[] __attribute__((weak));
+extern "C" unsigned char __stop_meap_emu_shared[] __attribute__((weak));
 
 // Fills every emulated kernel's static __shared__ variables with 0xff (NaN).
 inline void poison_static_shared() {
-  static const StaticShared shared = find_static_shared();
-  if (!shared.have_symtab)
-    throw std::runtime_error("cuda emulator: the executable has no symbol table, so static "
-                             "__shared__ variables cannot be poisoned (do not strip tests)");
-  for (const Range& r : shared.ranges) std::memset(r.begin, 0xff, r.bytes);
+  if (__start_meap_emu_shared != nullptr)
+    std::memset(__start_meap_emu_shared, 0xff,
+                static_cast<size_t>(__stop_meap_emu_shared - __start_meap_emu_shared));
 }
 
 // Throws what CUDA would reject at launch (cudaErrorInvalidConfiguration).
-inline void check_launch(Dim3 grid, Dim3 block) {
+inline void check_launch(dim3 grid, dim3 block) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024 ||
       block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x > 0x7fffffffu ||
@@ -554,8 +587,11 @@ inline void check_launch(Dim3 grid, Dim3 block) {
 // Runs `kernel` (a call of a kernel with its arguments) on every CTA of `grid`, one CTA at a
 // time in order (x fastest), with `smem_bytes` of dynamic shared memory. Throws
 // std::runtime_error when a rule above is broken.
-inline void launch(Dim3 grid, Dim3 block, size_t smem_bytes, std::function<void()> kernel,
-                   Order order = Order::first_warp_first) {
+// The schedule of launches that do not name one (those of kernels/*.cu): tests switch it.
+inline Order schedule = Order::first_warp_first;
+
+inline void launch(dim3 grid, dim3 block, size_t smem_bytes, std::function<void()> kernel,
+                   Order order = schedule) {
   constexpr size_t kStack = 256 * 1024;
   check_launch(grid, block);
   State& s = state();

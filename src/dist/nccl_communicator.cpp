@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda_check.hpp"
 #include "local_communicator.hpp"
 #include "meap/core/error.hpp"
 #include "watchdog.hpp"

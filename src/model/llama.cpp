@@ -154,9 +154,11 @@ Llama::Llama(const ModelConfig& config, Backend& backend, int64_t batch, int64_t
   config_.validate();
   if (dtype != DType::f32 && dtype != DType::f64 && dtype != DType::bf16)
     fail("Llama parameters must be f32, f64 or bf16, got ", dtype_name(dtype));
-  if (dtype == DType::bf16 && backend_.device() == Device::cpu)
-    fail("bf16 needs the CUDA backend: the ", backend_.name(), " backend computes in f32/f64 "
-         "only; set train.precision=fp32 (or auto) to run on the CPU, or train.device=cuda");
+  if (dtype == DType::bf16 && !backend_.supports(dtype))
+    fail("bf16 needs the CUDA backend: the ", backend_.name(), " backend does not compute in "
+         "bf16; set train.precision=fp32 (or auto) to run on the CPU, or train.device=cuda");
+  if (!backend_.supports(dtype))
+    fail("the ", backend_.name(), " backend does not compute in ", dtype_name(dtype));
   if (batch <= 0) fail("micro-batch size must be positive, got ", batch);
   if (seq_len <= 0 || seq_len > config_.max_seq_len)
     fail("sequence length ", seq_len, " must be in [1, model.max_seq_len = ",

@@ -16,12 +16,19 @@
 #include "meap/core/rng.hpp"
 
 #ifdef MEAP_WITH_CUDA
-#include "gpu/cuda_test_util.hpp"
-
 using namespace meap;
-using namespace meap::cuda_test;
 
 namespace {
+
+// ||a - b|| / ||b|| in double; NaN fails.
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    ref += static_cast<double>(b[i]) * b[i];
+  }
+  return std::isnan(diff) ? INFINITY : std::sqrt(diff) / std::max(std::sqrt(ref), 1e-300);
+}
 
 // A tiny grouped-query model: head dim 16, two query heads per kv head, odd sequence length.
 ModelConfig tiny_gqa(bool tied) {

@@ -14,7 +14,7 @@
 #include "meap/core/rng.hpp"
 
 #if defined(MEAP_WITH_NCCL) && defined(MEAP_WITH_MPI)
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda_check.hpp"
 #include "dist/nccl_communicator.hpp"
 
 namespace {

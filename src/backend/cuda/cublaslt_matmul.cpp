@@ -10,6 +10,7 @@
 #include "cuda_check.hpp"
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 namespace {
 
@@ -167,4 +168,5 @@ void CublasLtMatmul::backward_dw(float* dw, const void* dout, const void* x, int
   gemm(false, true, ic, oc, n, x, act, ic, dout, act, oc, dw, CUDA_R_32F, ic, 1.0f);
 }
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -6,17 +6,21 @@
 //              dw  (oc, ic) += dout^T @ x        (beta = 1)
 // fp32: every matrix f32, CUBLAS_COMPUTE_32F_PEDANTIC (no TF32, no emulation), falling back
 // to CUBLAS_COMPUTE_32F only if no pedantic algorithm exists. bf16: x, w, out, dout, dx
-// bf16 and dw f32, CUBLAS_COMPUTE_32F accumulation.
+// bf16 and dw f32, CUBLAS_COMPUTE_32F accumulation. Under MEAP_CUDA_EMULATION the op tests
+// put a host GEMM in its place (tests/emulated_cuda.cpp): cuBLASLt is not emulated.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <tuple>
 
+#include "cuda_check.hpp"
+#ifndef MEAP_CUDA_EMULATION
 #include <cublasLt.h>
-#include <cuda_runtime.h>
+#endif
 
 namespace meap::cuda {
+inline namespace MEAP_CUDA_ABI {
 
 class CublasLtMatmul {
  public:
@@ -35,6 +39,7 @@ class CublasLtMatmul {
 
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
+#ifndef MEAP_CUDA_EMULATION
  private:
   // Column-major D (m, n; ld ldd) = op(A) op(B) + beta D, op(A) (m, k), op(B) (k, n).
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
@@ -58,6 +63,8 @@ class CublasLtMatmul {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<Key, Plan> plans_;
+#endif
 };
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -1,26 +1,30 @@
 // CudaBackend: meap::Backend on one NVIDIA GPU. Hand-written kernels (kernels/*.cu) and
 // cuBLASLt GEMMs, all on one stream; memory from cudaMalloc. Precisions as in
 // meap/backend.hpp: f32 everywhere, or bf16 weights/activations with f32 weight gradients,
-// statistics and rotary tables (f64 is the CPU's only). Every op checks devices, dtypes
-// and shapes and throws meap::Error naming the op; every CUDA call and launch is checked.
+// statistics and rotary tables (f64 is the CPU's only). Backend checks every op; every CUDA
+// call and launch is checked. The op tests also compile it for the host emulator
+// (MEAP_CUDA_EMULATION, tests/emulated_cuda.cpp).
 #pragma once
 
 #include <memory>
 
-#include <cuda_runtime.h>
-
+#include "cuda_check.hpp"
 #include "meap/backend/backend.hpp"
 
 namespace meap {
 
 namespace cuda {
+inline namespace MEAP_CUDA_ABI {
 class CublasLtMatmul;
 struct AttentionShape;
-}
+}  // namespace MEAP_CUDA_ABI
+}  // namespace cuda
+
+inline namespace MEAP_CUDA_ABI {
 
 class CudaBackend final : public Backend {
  public:
-  // Uses the current CUDA device; throws meap::Error when none is usable.
+  // Uses the current CUDA device (make_backend checks that one is visible).
   CudaBackend();
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
@@ -34,6 +38,8 @@ class CudaBackend final : public Backend {
   // from SM count x clock x the architecture's FLOPs per SM per clock, or 0.
   double peak_flops(DType compute) const override;
 
+  bool supports(DType dt) const override { return dt == DType::f32 || dt == DType::bf16; }
+
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
   // Both copies are complete (and the host buffer free to reuse) when they return.
@@ -41,46 +47,42 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host, const Tensor& src) override;
   void fill_zero(const Tensor& t) override;
   void synchronize() override;
-  void cast(const Tensor& dst, const Tensor& src) override;
 
-  void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
-  void embedding_backward(const Tensor& dtable, const Tensor& dout,
-                          const Tensor& tokens) override;
-  void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& x,
-                       const Tensor& weight, double eps) override;
-  void rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dout,
-                        const Tensor& x, const Tensor& weight, const Tensor& rstd) override;
-  void matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w) override;
-  void matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout, const Tensor& x,
-                       const Tensor& w) override;
-  void rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos,
-                    const Tensor& sin) override;
-  void rope_backward(const Tensor& dx, int n_rot_heads, const Tensor& cos,
-                     const Tensor& sin) override;
-  void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv, int n_heads,
-                         int n_kv_heads) override;
-  void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
-                          const Tensor& out, const Tensor& lse, int n_heads,
-                          int n_kv_heads) override;
-  void swiglu_forward(const Tensor& out, const Tensor& gate_up) override;
-  void swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
-                       const Tensor& gate_up) override;
-  void add_forward(const Tensor& out, const Tensor& a, const Tensor& b) override;
-  void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits,
-                                      const Tensor& logits, const Tensor& targets,
-                                      const Tensor& weights, double grad_scale) override;
-
-  double sum_squares(const Tensor& t) override;
-  void scale(const Tensor& t, double factor) override;
-  void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                    const AdamWStep& hp, const Tensor& working_copy) override;
+ protected:
+  void do_cast(const Tensor& dst, const Tensor& src) override;
+  void do_embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
+  void do_embedding_backward(const Tensor& dtable, const Tensor& dout,
+                             const Tensor& tokens) override;
+  void do_rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& x,
+                          const Tensor& weight, double eps) override;
+  void do_rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dout,
+                           const Tensor& x, const Tensor& weight, const Tensor& rstd) override;
+  void do_matmul_forward(const Tensor& out, const Tensor& x, const Tensor& w) override;
+  void do_matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout, const Tensor& x,
+                          const Tensor& w) override;
+  void do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
+               bool inverse) override;
+  void do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv, int n_heads,
+                            int n_kv_heads) override;
+  void do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
+                             const Tensor& out, const Tensor& lse, int n_heads,
+                             int n_kv_heads) override;
+  void do_swiglu_forward(const Tensor& out, const Tensor& gate_up) override;
+  void do_swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
+                          const Tensor& gate_up) override;
+  void do_add_forward(const Tensor& out, const Tensor& a, const Tensor& b) override;
+  void do_cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits,
+                                         const Tensor& logits, const Tensor& targets,
+                                         const Tensor& weights, double grad_scale) override;
+  double do_sum_squares(const Tensor& t) override;
+  void do_scale(const Tensor& t, double factor) override;
+  void do_adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                       const AdamWStep& hp, const Tensor& working_copy) override;
 
  private:
   // Device scratch for reductions and sorting, shared by the ops (one stream runs them in
   // order); grown, never shrunk, when an op needs more than it holds.
   void* scratch(size_t bytes);
-  void rope(const char* op, const Tensor& x, int n_rot_heads, const Tensor& cos,
-            const Tensor& sin, bool inverse);
   // Where the flash-attention kernels (kernels/attention.hpp) take over from the reference
   // ones: both attention ops ask this one question.
   bool use_flash_attention(DType storage, const cuda::AttentionShape& shape) const;
@@ -94,4 +96,5 @@ class CudaBackend final : public Backend {
   double* result_host_ = nullptr;    // pinned
 };
 
+}  // namespace MEAP_CUDA_ABI
 }  // namespace meap
