@@ -20,7 +20,7 @@ Device resolve_device(const std::string& device) {
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {
-  if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>();
+  if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>(CpuKernels::fast);
   if (!cuda_available())
     fail("train.device is 'cuda' but ",
 #ifdef MEAP_WITH_CUDA

@@ -1,5 +1,6 @@
 // CpuBackend: the reference implementation of meap::Backend. Checks shapes, then
-// dispatches each op to the float or double kernel by the tensors' dtype.
+// dispatches each op to the float or double kernel by the tensors' dtype (the fast f32
+// kernel where one exists and the backend was built with CpuKernels::fast).
 #include "cpu_backend.hpp"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 
 #include "cpu_kernels.hpp"
+#include "fast_kernels.hpp"
 
 namespace meap {
 
@@ -100,6 +102,9 @@ void CpuBackend::embedding_backward(const Tensor& dtable, const Tensor& dout,
   require_same_float_type({&dtable, &dout});
   const int64_t n = tokens.numel(), v = dtable.dim(0), c = dtable.dim(-1);
   MEAP_CHECK(dout.numel() == n * c, "embedding dout shape");
+  if (fast(dout.dtype))
+    return cpu::fast::embedding_backward(dtable.as<float>(), dout.as<float>(),
+                                         tokens.as<int32_t>(), n, c);
   dispatch(dout.dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::embedding_backward(dtable.as<T>(), dout.as<T>(), tokens.as<int32_t>(), n, v, c);
@@ -111,6 +116,9 @@ void CpuBackend::rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Te
   require_same_float_type({&out, &rstd, &x, &weight});
   const int64_t c = weight.numel(), n = x.numel() / c;
   MEAP_CHECK(out.numel() == n * c && rstd.numel() == n, "rmsnorm shapes");
+  if (fast(x.dtype))
+    return cpu::fast::rmsnorm_forward(out.as<float>(), rstd.as<float>(), x.as<float>(),
+                                      weight.as<float>(), n, c, eps);
   dispatch(x.dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::rmsnorm_forward(out.as<T>(), rstd.as<T>(), x.as<T>(), weight.as<T>(), n, c, eps);
@@ -123,6 +131,10 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const
   const int64_t c = weight.numel(), n = x.numel() / c;
   MEAP_CHECK(dx.numel() == n * c && dout.numel() == n * c && rstd.numel() == n,
              "rmsnorm backward shapes");
+  if (fast(x.dtype))
+    return cpu::fast::rmsnorm_backward(dx.as<float>(), dweight.as<float>(), dout.as<float>(),
+                                       x.as<float>(), weight.as<float>(), rstd.as<float>(), n,
+                                       c);
   dispatch(x.dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::rmsnorm_backward(dx.as<T>(), dweight.as<T>(), dout.as<T>(), x.as<T>(), weight.as<T>(),
@@ -186,6 +198,9 @@ void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const T
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   MEAP_CHECK(out.numel() == b * t * n_heads * d && lse.numel() == b * n_heads * t,
              "attention out/lse shapes");
+  if (fast(qkv.dtype))
+    return cpu::fast::attention_forward(out.as<float>(), lse.as<float>(), qkv.as<float>(), b,
+                                        t, n_heads, n_kv_heads, d);
   dispatch(qkv.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), b, t, n_heads, n_kv_heads, d);
@@ -200,6 +215,10 @@ void CpuBackend::attention_backward(const Tensor& dqkv, const Tensor& dout, cons
                  dqkv.numel() == qkv.numel(),
              "attention backward shapes");
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
+  if (fast(qkv.dtype))
+    return cpu::fast::attention_backward(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
+                                         out.as<float>(), lse.as<float>(), b, t, n_heads,
+                                         n_kv_heads, d);
   dispatch(qkv.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::attention_backward(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),
@@ -211,6 +230,8 @@ void CpuBackend::swiglu_forward(const Tensor& out, const Tensor& gate_up) {
   require_same_float_type({&out, &gate_up});
   const int64_t f = out.dim(-1), n = out.numel() / f;
   MEAP_CHECK(gate_up.numel() == 2 * n * f, "swiglu shapes");
+  if (fast(out.dtype))
+    return cpu::fast::swiglu_forward(out.as<float>(), gate_up.as<float>(), n, f);
   dispatch(out.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::swiglu_forward(out.as<T>(), gate_up.as<T>(), n, f);
@@ -223,6 +244,9 @@ void CpuBackend::swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
   const int64_t f = dout.dim(-1), n = dout.numel() / f;
   MEAP_CHECK(gate_up.numel() == 2 * n * f && dgate_up.numel() == 2 * n * f,
              "swiglu backward shapes");
+  if (fast(dout.dtype))
+    return cpu::fast::swiglu_backward(dgate_up.as<float>(), dout.as<float>(),
+                                      gate_up.as<float>(), n, f);
   dispatch(dout.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::swiglu_backward(dgate_up.as<T>(), dout.as<T>(), gate_up.as<T>(), n, f);
@@ -246,6 +270,10 @@ void CpuBackend::cross_entropy_forward_backward(const Tensor& losses, const Tens
   MEAP_CHECK(targets.numel() == n && weights.numel() == n && losses.numel() == n &&
                  dlogits.numel() == n * v,
              "cross-entropy shapes");
+  if (fast(logits.dtype))
+    return cpu::fast::cross_entropy_forward_backward(
+        losses.as<float>(), dlogits.as<float>(), logits.as<float>(), targets.as<int32_t>(),
+        weights.as<float>(), n, v, grad_scale);
   dispatch(logits.dtype, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     cpu::cross_entropy_forward_backward(losses.as<T>(), dlogits.as<T>(), logits.as<T>(),
@@ -280,11 +308,15 @@ void CpuBackend::adamw_update(const Tensor& param, const Tensor& grad, const Ten
   MEAP_CHECK(working_copy.empty() || (working_copy.dtype == DType::bf16 &&
                                       working_copy.numel() == n && param.dtype == DType::f32),
              "adamw working copy must be bf16 of the f32 master's size");
-  dispatch(param.dtype, [&](auto* p) {
-    using T = std::remove_pointer_t<decltype(p)>;
-    cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, hp.lr, hp.beta1,
-                      hp.beta2, hp.eps, hp.weight_decay, hp.step);
-  });
+  if (fast(param.dtype))
+    cpu::fast::adamw_update(param.as<float>(), grad.as<float>(), m.as<float>(), v.as<float>(),
+                            n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.step);
+  else
+    dispatch(param.dtype, [&](auto* p) {
+      using T = std::remove_pointer_t<decltype(p)>;
+      cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, hp.lr,
+                        hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.step);
+    });
   if (!working_copy.empty()) cast(working_copy, param);
 }
 
