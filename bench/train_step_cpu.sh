@@ -6,7 +6,8 @@
 # largest peak RSS of each, then meap's per-op breakdown, then one JSON line with the
 # ratios. Not part of ctest.
 # Usage: bench/train_step_cpu.sh [build dir = build] [rounds = 3] [shapes = "tiny small mid"]
-# Environment: THREADS (2), STEPS (5), WARMUP (2), TORCH_PYTHON (default: bench/.venv-torch,
+# Environment: THREADS (2), STEPS (5), WARMUP (2), ADAMW (torch's AdamW: fused, its fastest on the
+# CPU here; or default, foreach), TORCH_PYTHON (default: bench/.venv-torch,
 # made by bench/setup_torch_venv.sh; set it to .venv/bin/python3 for Debian's torch 1.13).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ shapes=${3:-tiny small mid}
 threads=${THREADS:-2}
 steps=${STEPS:-5}
 warmup=${WARMUP:-2}
+adamw=${ADAMW:-fused}
 if [ -z "${TORCH_PYTHON:-}" ]; then
   bash bench/setup_torch_venv.sh >&2
   TORCH_PYTHON=bench/.venv-torch/bin/python3
@@ -30,7 +32,7 @@ echo "train_step_cpu.sh: $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1
 
 ours() { "$build/bench/train_step_cpu" "$1" --inputs "$tmp/$1" --steps "$steps" --warmup "$warmup"; }
 theirs() { "$TORCH_PYTHON" bench/train_step_torch.py "$tmp/$1" --steps "$steps" --warmup "$warmup" \
-             --threads "$threads"; }
+             --threads "$threads" --adamw "$adamw"; }
 for shape in $shapes; do
   "$build/bench/train_step_cpu" "$shape" --dump "$tmp/$shape"
   for ((r = 0; r < rounds; ++r)); do
