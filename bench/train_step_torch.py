@@ -2,7 +2,8 @@
 bench/train_step_cpu (zero grads, forward, backward, AdamW) on the same weights and batch
 (written by `train_step_cpu SHAPE --dump DIR`), written the way a PyTorch user would:
 F.rms_norm, rotary embedding, F.scaled_dot_product_attention (causal, GQA), SwiGLU,
-F.cross_entropy, torch.optim.AdamW with torch's default implementation choice.
+F.cross_entropy, torch.optim.AdamW (fused, foreach or torch's default choice). Older
+torch (Debian's 1.13, the fallback) gets plain equivalents of the ops it lacks.
 
 Usage: train_step_torch.py DIR [--steps 5] [--warmup 2] [--threads 2] [--adamw default|foreach|fused]
 Prints one JSON line: median step time (wall and process CPU), tokens/s, peak RSS, first
@@ -18,6 +19,28 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def rms_norm(x, weight, eps):
+    if hasattr(F, "rms_norm"):  # torch >= 2.4
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def causal_attention(q, k, v):
+    """q (B, Hq, T, D), k and v (B, Hkv, T, D), causal, grouped-query."""
+    try:  # torch >= 2.5
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    except (TypeError, AttributeError):
+        pass
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    if hasattr(F, "scaled_dot_product_attention"):  # torch >= 2.0
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    t = q.shape[2]  # torch 1.13 (Debian's, the fallback): scores in memory
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf"))
+    return s.softmax(-1) @ v
 
 
 def load_safetensors(path):
@@ -65,18 +88,18 @@ class Llama(torch.nn.Module):
         x = F.embedding(inputs, self.p("tok_embeddings.weight"))
         for i in range(c["n_layers"]):
             l = f"layers.{i}."
-            h = F.rms_norm(x, (dim,), self.p(l + "attention_norm.weight"), eps)
+            h = rms_norm(x, self.p(l + "attention_norm.weight"), eps)
             qkv = F.linear(h, self.p(l + "attention.wqkv.weight")).view(b, t, hq + 2 * hkv, d)
             q, k, v = qkv.split([hq, hkv, hkv], dim=2)
             q, k, v = (y.transpose(1, 2) for y in (q, k, v))  # (B, H, T, D)
             q, k = self.rope(q), self.rope(k)
-            att = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            att = causal_attention(q, k, v)
             x = x + F.linear(att.transpose(1, 2).reshape(b, t, hq * d),
                              self.p(l + "attention.wo.weight"))
-            h = F.rms_norm(x, (dim,), self.p(l + "ffn_norm.weight"), eps)
+            h = rms_norm(x, self.p(l + "ffn_norm.weight"), eps)
             gate, up = F.linear(h, self.p(l + "feed_forward.w_gate_up.weight")).chunk(2, -1)
             x = x + F.linear(F.silu(gate) * up, self.p(l + "feed_forward.w_down.weight"))
-        x = F.rms_norm(x, (dim,), self.p("norm.weight"), eps)
+        x = rms_norm(x, self.p("norm.weight"), eps)
         logits = F.linear(x, self.p("tok_embeddings.weight"))
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -96,6 +119,9 @@ def main():
     ids = torch.from_numpy(np.fromfile(f"{a.dir}/batch.bin", dtype="<i4").astype(np.int64))
     inputs, targets = ids[: b * t].view(b, t), ids[b * t:].view(b, t)
     kwargs = {} if a.adamw == "default" else {a.adamw: True}
+    if a.adamw == "fused" and tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 4):
+        kwargs = {}  # no fused CPU AdamW before torch 2.4
+        a.adamw = "default"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]),
                             eps=cfg["eps"], weight_decay=cfg["weight_decay"], **kwargs)
     times, cpu_times, losses = [], [], []

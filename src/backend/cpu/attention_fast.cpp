@@ -3,6 +3,7 @@
 // (block, T) strip (never a T x T matrix), softmax in vectorised passes, then one GEMM
 // for the outputs. The backward recomputes the strip's probabilities from the saved lse
 // and runs five GEMMs per block (S, dP, dQ, dK, dV). Same contract as attention.cpp.
+// One task per (batch, kv head), writing disjoint outputs in a fixed order.
 #include <cblas.h>
 
 #include <algorithm>
@@ -77,6 +78,14 @@ void probabilities_and_ds(float* p, float* dp, const float* lse, const float* de
   }
 }
 
+// Copies rows (rows, D) strided by ld into a contiguous (rows, D) block, or back.
+void gather_rows(float* dst, const float* src, int64_t rows, int64_t d, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * ld, src + r * ld + d, dst + r * d);
+}
+void scatter_rows(float* dst, const float* src, int64_t rows, int64_t d, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * d, src + r * d + d, dst + r * ld);
+}
+
 // delta (rows) = rowsum(dO * O), rows strided by ld.
 MEAP_SIMD_CLONES
 void row_dots(float* delta, const float* a, const float* b, int64_t rows, int64_t d,
@@ -91,32 +100,42 @@ void row_dots(float* delta, const float* a, const float* b, int64_t rows, int64_
 
 }  // namespace
 
+// The heads of qkv are interleaved: consecutive rows of one head are (Hq + 2Hkv) D floats
+// apart, a power-of-two stride for common shapes that maps every row to the same cache
+// sets. Each task therefore first gathers its head's rows into contiguous (T, D) blocks and
+// runs every GEMM on those.
 void attention_forward(float* out, float* lse, const float* qkv, int64_t b, int64_t t,
                        int64_t hq, int64_t hkv, int64_t d) {
   single_threaded_blas();
   const int64_t ht = hq + 2 * hkv, group = hq / hkv, ldq = ht * d, ldo = hq * d;
-  const int64_t blocks = (t + kAttentionBlock - 1) / kAttentionBlock;
+  const int64_t blk = kAttentionBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  // Tasks (batch, head, query block) write disjoint rows of out and lse; the longest
-  // blocks (last in the sequence) are handed out first.
-#pragma omp parallel for collapse(3) schedule(dynamic)
+  // Tasks (batch, kv head) write disjoint rows of out and lse.
+#pragma omp parallel for collapse(2) schedule(dynamic)
   for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t h = 0; h < hq; ++h)
-      for (int64_t blk_rev = 0; blk_rev < blocks; ++blk_rev) {
-        const int64_t q0 = (blocks - 1 - blk_rev) * kAttentionBlock;
-        const int64_t rows = std::min(kAttentionBlock, t - q0), n_k = q0 + rows;
-        float* s = thread_scratch(static_cast<size_t>(kAttentionBlock * t));
-        const float* q = qkv + ((bi * t + q0) * ht + h) * d;
-        const float* k = qkv + (bi * t * ht + hq + h / group) * d;
-        const float* v = qkv + (bi * t * ht + hq + hkv + h / group) * d;
-        // S (rows, n_k) = scale * Q K^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, scale, q, ldq, k,
-                    ldq, 0.0f, s, n_k);
-        softmax_rows(s, lse + (bi * hq + h) * t + q0, rows, n_k, q0);
-        // O (rows, D) = P V
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, n_k, 1.0f, s, n_k, v,
-                    ldq, 0.0f, out + ((bi * t + q0) * hq + h) * d, ldo);
-      }
+    for (int64_t g = 0; g < hkv; ++g) {
+      // Scratch: K, V (T, D); Q and O blocks (blk, D); scores (blk, T).
+      float* k = thread_scratch(static_cast<size_t>(2 * t * d + 2 * blk * d + blk * t));
+      float* v = k + t * d;
+      float* q = v + t * d;
+      float* o = q + blk * d;
+      float* s = o + blk * d;
+      gather_rows(k, qkv + (bi * t * ht + hq + g) * d, t, d, ldq);
+      gather_rows(v, qkv + (bi * t * ht + hq + hkv + g) * d, t, d, ldq);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        for (int64_t q0 = 0; q0 < t; q0 += blk) {
+          const int64_t rows = std::min(blk, t - q0), n_k = q0 + rows;
+          gather_rows(q, qkv + ((bi * t + q0) * ht + h) * d, rows, d, ldq);
+          // S (rows, n_k) = scale * Q K^T
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, scale, q, d, k, d,
+                      0.0f, s, n_k);
+          softmax_rows(s, lse + (bi * hq + h) * t + q0, rows, n_k, q0);
+          // O (rows, D) = P V
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, n_k, 1.0f, s, n_k, v,
+                      d, 0.0f, o, d);
+          scatter_rows(out + ((bi * t + q0) * hq + h) * d, o, rows, d, ldo);
+        }
+    }
 }
 
 // dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dO * O)) * scale, dQ = dS K,
@@ -127,46 +146,52 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                         int64_t d) {
   single_threaded_blas();
   const int64_t ht = hq + 2 * hkv, group = hq / hkv, ldq = ht * d, ldo = hq * d;
-  const int64_t blocks = (t + kAttentionBlock - 1) / kAttentionBlock;
+  const int64_t blk = kAttentionBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 #pragma omp parallel for collapse(2) schedule(dynamic)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t g = 0; g < hkv; ++g) {
-      const int64_t kh = hq + g, vh = hq + hkv + g;
-      float* p = thread_scratch(static_cast<size_t>(2 * kAttentionBlock * t + kAttentionBlock));
-      float* dp = p + kAttentionBlock * t;
-      float* delta = dp + kAttentionBlock * t;
-      const float* k = qkv + (bi * t * ht + kh) * d;
-      const float* v = qkv + (bi * t * ht + vh) * d;
-      float* dk = dqkv + (bi * t * ht + kh) * d;
-      float* dv = dqkv + (bi * t * ht + vh) * d;
-      for (int64_t ti = 0; ti < t; ++ti) {
-        std::fill(dk + ti * ldq, dk + ti * ldq + d, 0.0f);
-        std::fill(dv + ti * ldq, dv + ti * ldq + d, 0.0f);
-      }
+      // Scratch: K, V, dK, dV (T, D); Q, dO, dQ blocks (blk, D); P, dP (blk, T); delta (blk).
+      float* k = thread_scratch(
+          static_cast<size_t>(4 * t * d + 3 * blk * d + 2 * blk * t + blk));
+      float* v = k + t * d;
+      float* dk = v + t * d;
+      float* dv = dk + t * d;
+      float* q = dv + t * d;
+      float* go = q + blk * d;
+      float* dq = go + blk * d;
+      float* p = dq + blk * d;
+      float* dp = p + blk * t;
+      float* delta = dp + blk * t;
+      float* dk_out = dqkv + (bi * t * ht + hq + g) * d;
+      float* dv_out = dqkv + (bi * t * ht + hq + hkv + g) * d;
+      gather_rows(k, qkv + (bi * t * ht + hq + g) * d, t, d, ldq);
+      gather_rows(v, qkv + (bi * t * ht + hq + hkv + g) * d, t, d, ldq);
+      std::fill(dk, dk + 2 * t * d, 0.0f);  // dK and dV
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        for (int64_t blk = 0; blk < blocks; ++blk) {
-          const int64_t q0 = blk * kAttentionBlock;
-          const int64_t rows = std::min(kAttentionBlock, t - q0), n_k = q0 + rows;
-          const float* q = qkv + ((bi * t + q0) * ht + h) * d;
-          const float* go = dout + ((bi * t + q0) * hq + h) * d;
-          const float* o = out + ((bi * t + q0) * hq + h) * d;
-          float* dq = dqkv + ((bi * t + q0) * ht + h) * d;
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, scale, q, ldq, k,
-                      ldq, 0.0f, p, n_k);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, 1.0f, go, ldo, v,
-                      ldq, 0.0f, dp, n_k);
-          row_dots(delta, go, o, rows, d, ldo);
+        for (int64_t q0 = 0; q0 < t; q0 += blk) {
+          const int64_t rows = std::min(blk, t - q0), n_k = q0 + rows;
+          gather_rows(q, qkv + ((bi * t + q0) * ht + h) * d, rows, d, ldq);
+          gather_rows(go, dout + ((bi * t + q0) * hq + h) * d, rows, d, ldo);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, scale, q, d, k, d,
+                      0.0f, p, n_k);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, d, 1.0f, go, d, v, d,
+                      0.0f, dp, n_k);
+          row_dots(delta, dout + ((bi * t + q0) * hq + h) * d,
+                   out + ((bi * t + q0) * hq + h) * d, rows, d, ldo);
           probabilities_and_ds(p, dp, lse + (bi * hq + h) * t + q0, delta, rows, n_k, q0,
                                scale);
           // dQ (rows, D) = dS K;  dK (n_k, D) += dS^T Q;  dV (n_k, D) += P^T dO
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, n_k, 1.0f, dp, n_k,
-                      k, ldq, 0.0f, dq, ldq);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_k, d, rows, 1.0f, dp, n_k, q,
-                      ldq, 1.0f, dk, ldq);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_k, d, rows, 1.0f, p, n_k, go,
-                      ldo, 1.0f, dv, ldq);
+                      k, d, 0.0f, dq, d);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_k, d, rows, 1.0f, dp, n_k, q, d,
+                      1.0f, dk, d);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_k, d, rows, 1.0f, p, n_k, go, d,
+                      1.0f, dv, d);
+          scatter_rows(dqkv + ((bi * t + q0) * ht + h) * d, dq, rows, d, ldq);
         }
+      scatter_rows(dk_out, dk, t, d, ldq);
+      scatter_rows(dv_out, dv, t, d, ldq);
     }
 }
 
