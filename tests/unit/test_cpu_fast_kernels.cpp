@@ -143,36 +143,6 @@ TEST_CASE("fast elementwise kernels match the reference", "[ops][fast]") {
   }
 }
 
-TEST_CASE("fast matmul matches the reference, with and without dx", "[ops][fast]") {
-  CpuBackend ref(CpuKernels::reference), fast(CpuKernels::fast);
-  // Rows and output channels below, at and past the 128-row chunks of the fast path.
-  for (const int64_t n : {1, 128, 300}) {
-    for (const int64_t oc : {5, 129}) {
-      const int64_t ic = 24;
-      INFO("N " << n << " IC " << ic << " OC " << oc);
-      std::vector<float> x = random_vector(n * ic, 41), w = random_vector(oc * ic, 42);
-      std::vector<float> dout = random_vector(n * oc, 43);
-      std::vector<float> out_r(n * oc), out_f(n * oc);
-      ref.matmul_forward(view(out_r, {n, oc}), view(x, {n, ic}), view(w, {oc, ic}));
-      fast.matmul_forward(view(out_f, {n, oc}), view(x, {n, ic}), view(w, {oc, ic}));
-      check_close("out", out_f, out_r);
-      std::vector<float> dx_r(n * ic), dx_f(n * ic, 7.0f);
-      std::vector<float> dw_r = random_vector(oc * ic, 44), dw_f = dw_r;
-      ref.matmul_backward(view(dx_r, {n, ic}), view(dw_r, {oc, ic}), view(dout, {n, oc}),
-                          view(x, {n, ic}), view(w, {oc, ic}));
-      fast.matmul_backward(view(dx_f, {n, ic}), view(dw_f, {oc, ic}), view(dout, {n, oc}),
-                           view(x, {n, ic}), view(w, {oc, ic}));
-      check_close("dx", dx_f, dx_r);
-      check_close("dw (accumulated)", dw_f, dw_r);
-      fast.matmul_backward(Tensor{}, view(dw_f, {oc, ic}), view(dout, {n, oc}), view(x, {n, ic}),
-                           view(w, {oc, ic}));
-      ref.matmul_backward(Tensor{}, view(dw_r, {oc, ic}), view(dout, {n, oc}), view(x, {n, ic}),
-                          view(w, {oc, ic}));
-      check_close("dw without dx", dw_f, dw_r);
-    }
-  }
-}
-
 TEST_CASE("fast cross-entropy matches the reference, in place and with ignored rows",
           "[ops][fast]") {
   CpuBackend ref(CpuKernels::reference), fast(CpuKernels::fast);

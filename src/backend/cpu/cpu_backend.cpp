@@ -147,8 +147,6 @@ void CpuBackend::matmul_forward(const Tensor& out, const Tensor& x, const Tensor
   const int64_t oc = w.dim(0), ic = w.dim(1), n = x.numel() / ic;
   MEAP_CHECK(x.numel() == n * ic && out.numel() == n * oc, "matmul shapes: x ",
              x.shape_string(), " w ", w.shape_string(), " out ", out.shape_string());
-  if (fast(x.dtype))
-    return cpu::fast::matmul_forward(out.as<float>(), x.as<float>(), w.as<float>(), n, ic, oc);
   dispatch(x.dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::matmul_forward(out.as<T>(), x.as<T>(), w.as<T>(), n, ic, oc);
@@ -161,9 +159,6 @@ void CpuBackend::matmul_backward(const Tensor& dx, const Tensor& dw, const Tenso
   const int64_t oc = w.dim(0), ic = w.dim(1), n = x.numel() / ic;
   MEAP_CHECK(dout.numel() == n * oc && dw.numel() == oc * ic, "matmul backward shapes");
   MEAP_CHECK(dx.empty() || (dx.numel() == n * ic && dx.dtype == x.dtype), "matmul dx shape");
-  if (fast(x.dtype))
-    return cpu::fast::matmul_backward(dx.empty() ? nullptr : dx.as<float>(), dw.as<float>(),
-                                      dout.as<float>(), x.as<float>(), w.as<float>(), n, ic, oc);
   dispatch(x.dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
     cpu::matmul_backward(dx.empty() ? static_cast<T*>(nullptr) : dx.as<T>(), dw.as<T>(),

@@ -12,13 +12,6 @@ namespace meap::cpu::fast {
 // Query rows per block of the blocked attention: a thread holds (kBlock, T) scores.
 inline constexpr int64_t kAttentionBlock = 64;
 
-// out (N, OC) = x (N, IC) @ w (OC, IC)^T.
-void matmul_forward(float* out, const float* x, const float* w, int64_t n, int64_t ic,
-                    int64_t oc);
-// dx (N, IC) = dout @ w (skipped when dx is null), dw (OC, IC) += dout^T @ x.
-void matmul_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                     int64_t n, int64_t ic, int64_t oc);
-
 // qkv (B, T, Hq + 2Hkv, D) -> out (B, T, Hq, D), lse (B, Hq, T).
 void attention_forward(float* out, float* lse, const float* qkv, int64_t b, int64_t t,
                        int64_t hq, int64_t hkv, int64_t d);
