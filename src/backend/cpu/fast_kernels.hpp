@@ -1,8 +1,8 @@
 // The fast f32 CPU kernels (CpuKernels::fast): same contracts and shapes as the reference
 // kernels of cpu_kernels.hpp, which stay the oracle they are tested against
-// (tests/unit/test_cpu_fast_kernels.cpp). Chunked BLAS GEMMs, blocked attention on BLAS,
-// vectorised elementwise passes. Deterministic: each output is computed by one thread in a
-// fixed order, so results do not depend on the thread count.
+// (tests/unit/test_cpu_fast_kernels.cpp). Blocked attention on BLAS, vectorised elementwise
+// passes. Deterministic: each output is computed by one thread in a fixed order, so results
+// do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
