@@ -22,7 +22,7 @@ Device resolve_device(DeviceChoice device) {
 }
 
 std::unique_ptr<Backend> make_backend(DeviceChoice device) {
-  if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>();
+  if (resolve_device(device) == Device::cpu) return std::make_unique<CpuBackend>(CpuKernels::fast);
   if (!cuda_available())
     fail("train.device is 'cuda' but ",
 #ifdef MEAP_WITH_CUDA

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.hpp"
 #include "bf16_emulation.hpp"
 #include "emulated_cuda.hpp"
 #include "meap/backend/backend.hpp"
@@ -37,7 +38,11 @@ struct BackendRow {
 
 std::vector<BackendRow> backends() {
   return {
+      // What training runs: the fast f32 kernels (CpuKernels::fast).
       {"cpu", [] { return make_backend(meap::DeviceChoice::cpu); }, {DType::f32}},
+      {"cpu (reference f32)",
+       [] { return std::make_unique<CpuBackend>(CpuKernels::reference); },
+       {DType::f32}},
       {"bf16-emulation", [] { return std::make_unique<Bf16EmulationBackend>(); }, {DType::bf16}},
       {"cuda (emulated)",
        make_emulated_cuda_backend,

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cpu_kernels.hpp"
+#include "fast_kernels.hpp"
 
 namespace meap {
 
@@ -72,6 +73,9 @@ void CpuBackend::do_embedding_forward(const Tensor& out, const Tensor& tokens,
 void CpuBackend::do_embedding_backward(const Tensor& dtable, const Tensor& dout,
                                        const Tensor& tokens) {
   const int64_t n = tokens.numel(), v = dtable.dim(0), c = dtable.dim(-1);
+  if (fast(dout.dtype))
+    return cpu::fast::embedding_backward(dtable.as<float>(), dout.as<float>(),
+                                         tokens.as<int32_t>(), n, c);
   MEAP_CPU_DISPATCH(dout.dtype, cpu::embedding_backward(dtable.as<T>(), dout.as<T>(),
                                                         tokens.as<int32_t>(), n, v, c));
 }
@@ -79,6 +83,9 @@ void CpuBackend::do_embedding_backward(const Tensor& dtable, const Tensor& dout,
 void CpuBackend::do_rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& x,
                                     const Tensor& weight, double eps) {
   const int64_t c = weight.numel(), n = x.numel() / c;
+  if (fast(x.dtype))
+    return cpu::fast::rmsnorm_forward(out.as<float>(), rstd.as<float>(), x.as<float>(),
+                                      weight.as<float>(), n, c, eps);
   MEAP_CPU_DISPATCH(x.dtype, cpu::rmsnorm_forward(out.as<T>(), rstd.as<T>(), x.as<T>(),
                                                   weight.as<T>(), n, c, eps));
 }
@@ -86,6 +93,10 @@ void CpuBackend::do_rmsnorm_forward(const Tensor& out, const Tensor& rstd, const
 void CpuBackend::do_rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dout,
                                      const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   const int64_t c = weight.numel(), n = x.numel() / c;
+  if (fast(x.dtype))
+    return cpu::fast::rmsnorm_backward(dx.as<float>(), dweight.as<float>(), dout.as<float>(),
+                                       x.as<float>(), weight.as<float>(), rstd.as<float>(), n,
+                                       c);
   MEAP_CPU_DISPATCH(x.dtype, cpu::rmsnorm_backward(dx.as<T>(), dweight.as<T>(), dout.as<T>(),
                                                    x.as<T>(), weight.as<T>(), rstd.as<T>(), n, c));
 }
@@ -112,6 +123,9 @@ void CpuBackend::do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, co
 void CpuBackend::do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                                       int n_heads, int n_kv_heads) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
+  if (fast(qkv.dtype))
+    return cpu::fast::attention_forward(out.as<float>(), lse.as<float>(), qkv.as<float>(), b,
+                                        t, n_heads, n_kv_heads, d);
   MEAP_CPU_DISPATCH(qkv.dtype, cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), b, t,
                                                       n_heads, n_kv_heads, d));
 }
@@ -120,6 +134,10 @@ void CpuBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, c
                                        const Tensor& out, const Tensor& lse, int n_heads,
                                        int n_kv_heads) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
+  if (fast(qkv.dtype))
+    return cpu::fast::attention_backward(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
+                                         out.as<float>(), lse.as<float>(), b, t, n_heads,
+                                         n_kv_heads, d);
   MEAP_CPU_DISPATCH(qkv.dtype,
                     cpu::attention_backward(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(),
                                             lse.as<T>(), b, t, n_heads, n_kv_heads, d));
@@ -127,12 +145,17 @@ void CpuBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, c
 
 void CpuBackend::do_swiglu_forward(const Tensor& out, const Tensor& gate_up) {
   const int64_t f = out.dim(-1), n = out.numel() / f;
+  if (fast(out.dtype))
+    return cpu::fast::swiglu_forward(out.as<float>(), gate_up.as<float>(), n, f);
   MEAP_CPU_DISPATCH(out.dtype, cpu::swiglu_forward(out.as<T>(), gate_up.as<T>(), n, f));
 }
 
 void CpuBackend::do_swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
                                     const Tensor& gate_up) {
   const int64_t f = dout.dim(-1), n = dout.numel() / f;
+  if (fast(dout.dtype))
+    return cpu::fast::swiglu_backward(dgate_up.as<float>(), dout.as<float>(),
+                                      gate_up.as<float>(), n, f);
   MEAP_CPU_DISPATCH(dout.dtype,
                     cpu::swiglu_backward(dgate_up.as<T>(), dout.as<T>(), gate_up.as<T>(), n, f));
 }
@@ -145,6 +168,10 @@ void CpuBackend::do_cross_entropy_forward_backward(const Tensor& losses, const T
                                                    const Tensor& logits, const Tensor& targets,
                                                    const Tensor& weights, double grad_scale) {
   const int64_t v = logits.dim(-1), n = logits.numel() / v;
+  if (fast(logits.dtype))
+    return cpu::fast::cross_entropy_forward_backward(
+        losses.as<float>(), dlogits.as<float>(), logits.as<float>(), targets.as<int32_t>(),
+        weights.as<float>(), n, v, grad_scale);
   MEAP_CPU_DISPATCH(logits.dtype,
                     cpu::cross_entropy_forward_backward(losses.as<T>(), dlogits.as<T>(),
                                                         logits.as<T>(), targets.as<int32_t>(),
@@ -163,9 +190,14 @@ void CpuBackend::do_scale(const Tensor& t, double factor) {
 
 void CpuBackend::do_adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m,
                                  const Tensor& v, const AdamWStep& hp, const Tensor& working_copy) {
-  MEAP_CPU_DISPATCH(param.dtype, cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(),
-                                                   v.as<T>(), param.numel(), hp.lr, hp.beta1,
-                                                   hp.beta2, hp.eps, hp.weight_decay, hp.step));
+  if (fast(param.dtype))
+    cpu::fast::adamw_update(param.as<float>(), grad.as<float>(), m.as<float>(), v.as<float>(),
+                            param.numel(), hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
+                            hp.step);
+  else
+    MEAP_CPU_DISPATCH(param.dtype, cpu::adamw_update(param.as<T>(), grad.as<T>(), m.as<T>(),
+                                                     v.as<T>(), param.numel(), hp.lr, hp.beta1,
+                                                     hp.beta2, hp.eps, hp.weight_decay, hp.step));
   if (!working_copy.empty()) do_cast(working_copy, param);
 }
 

@@ -1,13 +1,23 @@
-// CpuBackend: the reference backend (f32 for training, f64 for gradient checks).
-// OpenMP-parallel and deterministic; every other backend is tested against it.
+// CpuBackend: the CPU backend (f32 for training, f64 for gradient checks). Its reference
+// kernels are the oracle every other backend is tested against; its fast f32 kernels are
+// what training runs. OpenMP-parallel and deterministic.
 #pragma once
 
 #include "meap/backend/backend.hpp"
 
 namespace meap {
 
+// Which kernels a CpuBackend runs in f32. reference: the plain loops of cpu_kernels.hpp,
+// the oracle of every test. fast: blocked BLAS attention and vectorised elementwise passes
+// (fast_kernels.hpp), tested against the reference; what make_backend(DeviceChoice::cpu)
+// gives. f64 always runs the reference.
+enum class CpuKernels { reference, fast };
+
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(CpuKernels kernels = CpuKernels::reference) : kernels_(kernels) {}
+  CpuKernels kernels() const { return kernels_; }
+
   Device device() const override { return Device::cpu; }
   std::string name() const override { return "cpu"; }
 
@@ -50,6 +60,11 @@ class CpuBackend final : public Backend {
   void do_scale(const Tensor& t, double factor) override;
   void do_adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                        const AdamWStep& hp, const Tensor& working_copy) override;
+ private:
+  // True when the fast kernel of an op on tensors of this dtype should run.
+  bool fast(DType dt) const { return kernels_ == CpuKernels::fast && dt == DType::f32; }
+
+  CpuKernels kernels_;
 };
 
 }  // namespace meap
