@@ -63,6 +63,7 @@ TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config))
   m.mask_ratio = c.mask_ratio;
   m.mask_id = special.mask;
   m.keep_special_unmasked = c.keep_special_unmasked;
+  m.sampling = c.mask_sampling;
   m.bos_id = special.bos;
   m.eos_id = special.eos;
   m.seed = c.seed;
@@ -110,13 +111,16 @@ void TokenStreamer::fill(TokenBatch& batch, StreamerState position) const {
   thread_local std::vector<int32_t> tokens;  // (T + 1) clean tokens of one sequence
   tokens.resize(T + 1);
   batch.position = position;
+  // The optimizer step this batch is consumed at, counted from 0 (the trainer's step - 1):
+  // authors_code draws one mask pattern per step, the same on every rank and micro-batch.
+  const uint64_t step = position.epoch * batches_per_epoch() + position.batch;
   for (int64_t i = 0; i < local_batch_; ++i) {
     const uint64_t index = position.batch * config_.global_batch_size +
                            static_cast<uint64_t>(config_.rank) * local_batch_ + i;
     batch.global_index[i] = index;
     read_tokens(sequence_at(position.epoch, index) * T, T + 1, tokens.data());
     masker_->make_example(tokens.data(), T, position.epoch, index, batch.inputs.data() + i * T,
-                          batch.targets.data() + i * T, batch.weights.data() + i * T);
+                          batch.targets.data() + i * T, batch.weights.data() + i * T, step);
   }
 }
 

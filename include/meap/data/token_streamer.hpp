@@ -28,6 +28,7 @@ struct StreamerConfig {
   bool shuffle = true;            // false: sequences in stream order (validation)
   double mask_ratio = 0.0;        // data.meap.mask_ratio
   bool keep_special_unmasked = false;
+  MaskSampling mask_sampling = MaskSampling::per_sequence;  // data.meap.sampling
   int prefetch = 2;               // batches prepared ahead; 0 = on the caller's thread
 };
 
