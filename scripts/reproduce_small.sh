@@ -61,11 +61,11 @@ else
   config=configs/study-small.yaml vocab=4096 default_steps=600 ctx=256
 fi
 eval_opts=(--no-greedy --niah-samples 4 --mdqa-samples 8 --attn-sequences 4)
-train_extra=() base_bytes=0
+train_extra=() base_bytes=0 val_fraction=0.01
 if [ $quick = 1 ]; then
   [ -n "$out" ] || out=study/quick
   [ "$seeds" = 3 ] && seeds=2
-  ablation=1 sampling=1 default_steps=6 vocab=1024 base_bytes=300000
+  ablation=1 sampling=1 default_steps=6 vocab=1024 base_bytes=300000 val_fraction=0.05
   ratios_extra=(0.30)
   train_extra=(train.global_batch_size=8 train.micro_batch_size=8 optim.warmup_steps=2
                eval.steps=1 model.vocab_size=$vocab)
@@ -125,7 +125,8 @@ if [ ! -f "$data/mix/prepare.json" ]; then
   run default_corpus.log bash scripts/default_corpus.sh "$data/corpus"
   run retrieval.log "$python" scripts/make_retrieval_data.py --base "$data/corpus" \
     --out "$data/text" --mix-ratio 0.2 --seed 1 --max-base-bytes "$base_bytes"
-  run prepare.log "$meap" prepare --out "$data/mix" --vocab-size "$vocab" --force "$data/text/train"
+  run prepare.log "$meap" prepare --out "$data/mix" --vocab-size "$vocab" \
+    --val-fraction "$val_fraction" --force "$data/text/train"
 fi
 heldout=$data/text/heldout/plain.txt
 stage_end done "$data/mix/prepare.json" "$data/text/retrieval.json" "$heldout"
@@ -232,8 +233,8 @@ if "$meap" init "$config" "${common[@]}" sft.mask_ratio=0 --out "$probe.ckpt" > 
   done
   stage_end done "${sft_outputs[@]}"
 else
-  reason=$(grep -m1 -o "sft[^ ]*.*" "$probe.log" | head -c 300 || true)
-  echo "meap train does not accept SFT configs yet: ${reason:-$(tail -1 "$probe.log")}" > "$out/sft-skipped.txt"
+  reason=$(grep -m1 "error" "$probe.log" | head -c 300 || true)
+  echo "meap train does not accept SFT configs yet (\`meap init CONFIG sft.mask_ratio=0\` says: ${reason:-$(tail -1 "$probe.log")})" > "$out/sft-skipped.txt"
   stage_end skipped "$out/sft-skipped.txt"
 fi
 

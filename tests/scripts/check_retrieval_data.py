@@ -114,8 +114,8 @@ def main():
         d = os.path.join(work, f"items-{seed}")
         r = run([meap, "eval", ckpt, "--tasks", "niah,mdqa", "--seed", str(seed), "--no-greedy",
                  "--no-progress", "--text", os.path.join(a, "heldout", "plain.txt"),
-                 "--niah-lengths", "96,128", "--niah-depths", "0,0.5,1", "--niah-samples", "2",
-                 "--mdqa-samples", "3", "--items-dir", d])
+                 "--niah-lengths", "128", "--niah-depths", "0,0.5,1", "--niah-samples", "2",
+                 "--mdqa-samples", "2", "--items-dir", d])
         check(r.returncode == 0, f"meap eval --seed {seed} --items-dir", r)
         items.append(d)
     r = run([sys.executable, LEAK, os.path.join(a, "train")] + items)
