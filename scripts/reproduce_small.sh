@@ -16,7 +16,8 @@
 #   --scale       tiny (configs/tiny.yaml, ~1.3M parameters; default) or small
 #                 (configs/study-small.yaml, ~11M)
 #   --seeds N     training seeds (default 3); each seed's twins share it
-#   --steps N     optimizer steps per run (default: tiny 300, small 600, quick 6)
+#   --steps N     optimizer steps per run (default: tiny 300, small 150 -- both 1.23M tokens --,
+#                 quick 6)
 #   --ablation    also mask ratios 0.05, 0.10, 0.20, 0.30 (0 and 0.15 are the twins)
 #   --sampling    also MEAP 0.15 with data.meap.sampling=authors_code
 #   --out DIR     output directory (default study/<scale>, study/quick with --quick)
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?--out needs a directory}; shift ;;
     --meap) meap=${2:?--meap needs a binary}; shift ;;
     --write-docs) write_docs=1 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_small: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -58,7 +59,7 @@ python=/usr/bin/python3  # the study's scripts need the standard library only
 if [ $scale = tiny ]; then
   config=configs/tiny.yaml vocab=4096 default_steps=300 ctx=128
 else
-  config=configs/study-small.yaml vocab=4096 default_steps=600 ctx=256
+  config=configs/study-small.yaml vocab=4096 default_steps=150 ctx=256
 fi
 eval_opts=(--no-greedy --niah-samples 4 --mdqa-samples 8 --attn-sequences 4)
 train_extra=() base_bytes=0 val_fraction=0.01
@@ -140,7 +141,7 @@ fi
 [ $sampling = 1 ] && variants+=("authors 0.15 authors_code")
 common=("data.train=$data/mix/train-*.bin" "data.val=$data/mix/val-*.bin"
         "data.tokenizer=$data/mix/tokenizer.model" "train.max_steps=$steps"
-        "checkpoint.interval=$steps" "checkpoint.keep_last=1" "eval.interval=$steps"
+        "checkpoint.interval=$(( steps < 50 ? steps : 50 ))" "checkpoint.keep_last=1" "eval.interval=$steps"
         "log.interval=$(( steps < 10 ? 1 : 10 ))" "${train_extra[@]}")
 stage_start train
 run_dirs=()
@@ -151,8 +152,14 @@ for s in $(seq 1 "$seeds"); do
     run_dirs+=("$dir")
     [ -f "$dir/done" ] && continue
     t0=$(date +%s.%N)
+    # --resume: a run interrupted by a signal (it checkpoints every 50 steps and on SIGTERM)
+    # continues where it stopped when the script is run again.
     run "train-$name-seed$s.log" "$meap" train "$config" "${common[@]}" "run.name=$name-seed$s" \
-      "run.out_dir=$dir" "run.seed=$s" "data.meap.mask_ratio=$ratio" "data.meap.sampling=$samp"
+      "run.out_dir=$dir" "run.seed=$s" "data.meap.mask_ratio=$ratio" "data.meap.sampling=$samp" --resume
+    if ! grep -q "^finished after step $steps" "$out/logs/train-$name-seed$s.log"; then
+      echo "reproduce_small: $name-seed$s stopped before step $steps; run the script again to resume" >&2
+      exit 1
+    fi
     printf '%s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" > "$dir/done"
   done
 done
