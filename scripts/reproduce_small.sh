@@ -85,12 +85,13 @@ mkdir -p "$out/logs" "$out/runs" "$out/eval"
 printf 'stage\tseconds\n' > "$out/timings.tsv"
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | head -1)
+# Appended to by every invocation (a resumed study keeps the commands of the runs it skips).
+[ -f "$out/commands.sh" ] || echo "#!/usr/bin/env bash" > "$out/commands.sh"
 {
-  echo "#!/usr/bin/env bash"
   echo "# The exact commands of $invocation"
   echo "# commit $commit${dirty:+ (with uncommitted changes)}, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
   echo "set -euo pipefail; cd $(printf %q "$root")"
-} > "$out/commands.sh"
+} >> "$out/commands.sh"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # see scripts/train.sh
 
 say() { echo "reproduce_small: $*"; }
