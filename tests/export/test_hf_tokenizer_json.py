@@ -15,7 +15,6 @@ with that tokenizer.json (and no tokenizer.model) is
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -23,26 +22,14 @@ import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, failures, run  # noqa: E402
+
 MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 LICENSES = "/usr/share/common-licenses"
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 FP32_LIMIT = 1e-4
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n"
-                         f"{p.stdout}\n{p.stderr}")
-    return p
 
 
 def license_texts():
