@@ -130,8 +130,8 @@ void SftShardWriter::finish() {
   store_le<int32_t>(p + kOffMask, special_.mask);
   store_le<uint64_t>(p + kOffTokenizer, tokenizer_checksum_);
   store_le<uint64_t>(p + kOffChecksum,
-                  sft_shard_checksum(p, xxh3_64(p + kSftShardHeaderBytes,
-                                                file.size() - kSftShardHeaderBytes)));
+                     sft_shard_checksum(p, xxh3_64(p + kSftShardHeaderBytes,
+                                                   file.size() - kSftShardHeaderBytes)));
   std::vector<unsigned char>().swap(tokens_);
   write_file_atomic(path_, file);
 }

@@ -13,12 +13,12 @@ license texts, exports them with `meap export`, and checks that
     vocabulary (then one row is added);
   - malformed inputs are refused naming the tensor or field, and leave nothing behind.
 """
+import functools
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 import sentencepiece as spm
@@ -29,19 +29,14 @@ from safetensors.numpy import load_file, save_file
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from license_corpus import prepare_license_corpus  # noqa: E402
 from checks import check, failures, run  # noqa: E402
+import probe_logits  # noqa: E402
 
 MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+meap_logits = functools.partial(probe_logits.meap_logits, PROBE, WORK)
+rel_err = probe_logits.rel_err
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FP32_LIMIT = 1e-4
 BF16_LIMIT = 2e-2
-
-
-def meap_logits(checkpoint, tokens):
-    b, t = tokens.shape
-    tok_path, out_path = os.path.join(WORK, "tokens.i32"), os.path.join(WORK, "logits.f32")
-    tokens.astype(np.int32).tofile(tok_path)
-    run(PROBE, "logits", checkpoint, tok_path, b, t, out_path)
-    return np.fromfile(out_path, dtype=np.float32).reshape(b, t, -1)
 
 
 def hf_logits(model_dir, tokens, dtype=torch.float32):
@@ -50,10 +45,6 @@ def hf_logits(model_dir, tokens, dtype=torch.float32):
     with torch.no_grad():
         out = model(torch.from_numpy(tokens.astype(np.int64))).logits
     return model, out.float().numpy()
-
-
-def rel_err(got, ref):
-    return float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
 def write_config(path, run_dir, data_dir, tied):

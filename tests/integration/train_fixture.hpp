@@ -22,6 +22,8 @@
 #include <omp.h>
 
 #include "meap/data/prepare.hpp"
+#include "meap/train/config.hpp"
+#include "meap/train/trainer.hpp"
 #include "fixtures.hpp"
 
 extern char** environ;
@@ -135,6 +137,19 @@ inline std::string micro_config_yaml(const fs::path& out_dir) {
 }
 
 // Writes the micro config for a run in dir/run to dir/config.yaml; returns its path.
+// The micro config with its run in out_dir, parsed with the overrides.
+inline meap::Config micro_config(const fs::path& out_dir, std::vector<std::string> overrides = {}) {
+  return meap::parse_config(micro_config_yaml(out_dir), overrides, "micro config");
+}
+
+// meap::train's options for a test: no console output; resume when asked.
+inline meap::TrainerOptions quiet(bool resume = false) {
+  meap::TrainerOptions o;
+  o.quiet = true;
+  o.resume = resume;
+  return o;
+}
+
 inline fs::path write_micro_config(const fs::path& dir) {
   const fs::path path = dir / "config.yaml";
   write_text(path, micro_config_yaml(dir / "run"));
