@@ -120,4 +120,31 @@ void write_file_atomic(const std::string& path, std::string_view data) {
   fsync_directory(parent.empty() ? "." : parent);
 }
 
+TempFile::TempFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail("create", path_, errno);
+}
+
+TempFile::~TempFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(path_.c_str());
+}
+
+void TempFile::sync_and_close() {
+  if (::fsync(fd_) != 0) io_fail("fsync", path_, errno);
+  const int fd = fd_;
+  fd_ = -1;  // close() releases the descriptor even when it reports an error
+  if (::close(fd) != 0) io_fail("close", path_, errno);
+}
+
+void TempFile::commit_as(const std::string& target) {
+  if (::rename(path_.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    fail("cannot rename '", path_, "' to '", target, "': ", std::strerror(err));
+  }
+  committed_ = true;
+  const std::string dir = std::filesystem::path(target).parent_path().string();
+  fsync_directory(dir.empty() ? "." : dir);
+}
+
 }  // namespace meap

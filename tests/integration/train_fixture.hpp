@@ -22,6 +22,9 @@
 #include <omp.h>
 
 #include "meap/data/prepare.hpp"
+#include "meap/train/config.hpp"
+#include "meap/train/trainer.hpp"
+#include "fixtures.hpp"
 
 extern char** environ;
 extern "C" void openblas_set_num_threads(int);  // meap links OpenBLAS (BLA_VENDOR OpenBLAS)
@@ -33,21 +36,9 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 // One directory per test process (ctest runs test cases as parallel processes), removed at exit.
-struct TrainRoot {
-  fs::path path = fs::temp_directory_path() / ("meap_train_test-" + std::to_string(::getpid()));
-  TrainRoot() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TrainRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 inline const fs::path& train_root() {
-  static const TrainRoot r;
-  return r.path;
+  static const TempDir r("meap_train_test");
+  return r.path();
 }
 
 // A fresh, empty directory under the process root; removed when the object goes.
@@ -64,18 +55,6 @@ struct ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
 };
-
-inline std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-inline void write_text(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 struct MicroCorpus {
   std::string train_glob, val_glob, tokenizer;
@@ -158,6 +137,19 @@ inline std::string micro_config_yaml(const fs::path& out_dir) {
 }
 
 // Writes the micro config for a run in dir/run to dir/config.yaml; returns its path.
+// The micro config with its run in out_dir, parsed with the overrides.
+inline meap::Config micro_config(const fs::path& out_dir, std::vector<std::string> overrides = {}) {
+  return meap::parse_config(micro_config_yaml(out_dir), overrides, "micro config");
+}
+
+// meap::train's options for a test: no console output; resume when asked.
+inline meap::TrainerOptions quiet(bool resume = false) {
+  meap::TrainerOptions o;
+  o.quiet = true;
+  o.resume = resume;
+  return o;
+}
+
 inline fs::path write_micro_config(const fs::path& dir) {
   const fs::path path = dir / "config.yaml";
   write_text(path, micro_config_yaml(dir / "run"));
