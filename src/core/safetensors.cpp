@@ -105,7 +105,9 @@ class TempFile {
 
 
 std::vector<char> read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO given as this file fails the regular-file check below instead of
+  // blocking the open until a writer appears (no effect on regular files).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_fail("open", path, errno);
   struct Closer {
     int fd;

@@ -177,7 +177,9 @@ void SftShardWriter::finish() {
 SftShardReader SftShardReader::open(const std::string& path, bool verify_checksum) {
   SftShardReader r;
   r.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO given as this file fails the regular-file check below instead of
+  // blocking the open until a writer appears (no effect on regular files).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_fail("open SFT shard", path, errno);
   struct Closer {
     int fd;

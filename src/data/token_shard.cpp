@@ -249,7 +249,9 @@ ShardReader ShardReader::open(const std::string& path, bool verify_checksum) {
   ShardReader r;
   r.path_ = path;
 
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO given as this file fails the regular-file check below instead of
+  // blocking the open until a writer appears (no effect on regular files).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_fail("open token shard", path, errno);
   struct Closer {
     int fd;
