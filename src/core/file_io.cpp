@@ -35,7 +35,8 @@ uint64_t check_small_file(const std::string& path, uint64_t max_bytes, std::stri
 
 std::string read_small_file(const std::string& path, uint64_t max_bytes, std::string_view what) {
   check_small_file(path, max_bytes, what);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a file swapped for a FIFO after the check must not block the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     fail("cannot read ", what, " '", path, "': ", std::strerror(err));

@@ -15,7 +15,9 @@ namespace meap {
 
 MappedFile MappedFile::open(const std::string& path, const char* kind, const char* article,
                             uint64_t header_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO given as this file fails the regular-file check below instead of
+  // blocking the open until a writer appears (no effect on regular files).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_fail(str_cat("open ", kind).c_str(), path, errno);
   struct Closer {
     int fd;
