@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -258,7 +259,7 @@ class Child {
   // Polls for the exit; true when it ended (status() then holds the wait status).
   bool try_wait() {
     if (!running()) return reaped_;
-    const pid_t r = ::waitpid(pid_, &status_, WNOHANG);
+    const pid_t r = ::wait4(pid_, &status_, WNOHANG, &usage_);
     if (r == pid_) reaped_ = true;
     return reaped_;
   }
@@ -274,6 +275,8 @@ class Child {
   }
 
   int status() const { return status_; }
+  // The child's peak resident set in bytes (its own, from wait4), once it has ended.
+  uint64_t peak_rss_bytes() const { return static_cast<uint64_t>(usage_.ru_maxrss) * 1024; }
   bool exited_ok() const { return reaped_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
   std::string log() const { return slurp(log_); }
 
@@ -282,6 +285,7 @@ class Child {
   pid_t pid_ = -1;
   int spawn_error_ = 0;
   int status_ = 0;
+  struct rusage usage_ {};
   bool reaped_ = false;
 };
 
