@@ -214,7 +214,8 @@ namespace {
 
 // A chunk of consecutive documents, encoded by one worker.
 struct EncodeJob {
-  std::vector<std::string> docs;
+  std::vector<std::string> docs;             // documents, or pieces of a long one
+  std::vector<char> continues;               // docs[i] continues the document before it
   std::vector<std::vector<int32_t>> tokens;  // tokens[i] encodes docs[i]
   uint64_t bytes_end = 0;                    // reader position after the chunk (progress)
   std::exception_ptr error;
@@ -618,15 +619,41 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
                              size_t{64} << 10));
       std::deque<std::shared_ptr<EncodeJob>> in_flight;
       bool more = true;
+      // A document longer than kMaxEncodeBytes goes out in pieces (encode_cut), which the
+      // threads encode side by side; `long_doc` holds it while its pieces are handed out.
+      std::string long_doc;
+      std::string_view long_rest;
       uint64_t documents = 0, encoded = 0;
-      while (more || !in_flight.empty()) {
-        while (more && in_flight.size() < window) {
+      // The ids of the latest document: pieces append to it until the next document starts.
+      std::vector<int32_t> current;
+      bool have_current = false;
+      while (more || !long_rest.empty() || !in_flight.empty()) {
+        while ((more || !long_rest.empty()) && in_flight.size() < window) {
           auto job = std::make_shared<EncodeJob>();
           size_t bytes = 0;
           std::string doc;
-          while (bytes < chunk_bytes && (more = reader.next(doc))) {
+          while (bytes < chunk_bytes) {
+            if (!long_rest.empty()) {
+              const bool first = long_rest.size() == long_doc.size();
+              const size_t cut = long_rest.size() <= kMaxEncodeBytes
+                                     ? long_rest.size()
+                                     : encode_cut(long_rest, kMaxEncodeBytes);
+              job->docs.emplace_back(long_rest.substr(0, cut));
+              job->continues.push_back(!first);
+              long_rest.remove_prefix(cut);
+              bytes += cut;
+              if (long_rest.empty()) std::string().swap(long_doc);
+              continue;
+            }
+            if (!(more = reader.next(doc))) break;
+            if (doc.size() > kMaxEncodeBytes) {
+              long_doc = std::move(doc);
+              long_rest = long_doc;
+              continue;
+            }
             bytes += doc.size();
             job->docs.push_back(std::move(doc));
+            job->continues.push_back(false);
           }
           if (job->docs.empty()) break;
           job->bytes_end = reader.bytes_read();
@@ -637,15 +664,24 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
         const std::shared_ptr<EncodeJob> job = std::move(in_flight.front());
         in_flight.pop_front();
         pool.wait(*job);
-        for (std::vector<int32_t>& t : job->tokens) {
-          encoded += t.size() + 1;  // counted here: the last document is written only at the end
-          split.push(std::move(t));
+        for (size_t i = 0; i < job->tokens.size(); ++i) {
+          std::vector<int32_t>& t = job->tokens[i];
+          // Counted here: the last document is written only at the end.
+          encoded += t.size() + (job->continues[i] ? 0 : 1);
+          if (job->continues[i]) {
+            current.insert(current.end(), t.begin(), t.end());
+            continue;
+          }
+          if (have_current) split.push(std::move(current));
+          current = std::move(t);
+          have_current = true;
+          ++documents;
         }
-        documents += job->tokens.size();
         if (o.on_progress)
           o.on_progress(
               {job->bytes_end, reader.total_bytes(), documents, encoded, seconds_since(t_enc)});
       }
+      if (have_current) split.push(std::move(current));
     }
     split.finish();
     train.finish();
