@@ -66,24 +66,26 @@ class Bf16EmulationBackend final : public Backend {
     if (!dx.empty()) narrow(dx, d);
   }
   void do_rope(const Tensor& x, int n_rot, const Tensor& cos, const Tensor& sin,
-               bool inverse) override {
+               const Tensor& positions, bool inverse) override {
     Wide v = widen(x);
     if (inverse)
-      cpu_->rope_backward(v.t, n_rot, cos, sin);
+      cpu_->rope_backward(v.t, n_rot, cos, sin, positions);
     else
-      cpu_->rope_forward(v.t, n_rot, cos, sin);
+      cpu_->rope_forward(v.t, n_rot, cos, sin, positions);
     narrow(x, v);
   }
   void do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv, int hq,
-                            int hkv) override {
+                            int hkv, const Tensor& segments) override {
     Wide o = scratch(out);
-    cpu_->attention_forward(o.t, lse, widen(qkv).t, hq, hkv);
+    cpu_->attention_forward(o.t, lse, widen(qkv).t, hq, hkv, segments);
     narrow(out, o);
   }
   void do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
-                             const Tensor& out, const Tensor& lse, int hq, int hkv) override {
+                             const Tensor& out, const Tensor& lse, int hq, int hkv,
+                             const Tensor& segments) override {
     Wide d = scratch(dqkv);
-    cpu_->attention_backward(d.t, widen(dout).t, widen(qkv).t, widen(out).t, lse, hq, hkv);
+    cpu_->attention_backward(d.t, widen(dout).t, widen(qkv).t, widen(out).t, lse, hq, hkv,
+                             segments);
     narrow(dqkv, d);
   }
   void do_swiglu_forward(const Tensor& out, const Tensor& gate_up) override {

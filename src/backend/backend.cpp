@@ -154,14 +154,25 @@ void Backend::matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& 
 
 namespace {
 
+// An optional per-token i32 tensor of x's (B, T) (RoPE positions, attention segments).
+void check_per_token(const OpCheck& c, const Tensor& ids, const Tensor& x, const char* what) {
+  if (ids.empty()) return;
+  c.dtype(ids, DType::i32, what);
+  c.require(x.ndim == 4 && ids.numel() == x.dim(0) * x.dim(1), what, " ", ids.shape_string(),
+            " is not (B, T) of ", x.shape_string());
+}
+
 void check_rope(const OpCheck& c, const Tensor& x, int n_rot_heads, const Tensor& cos,
-                const Tensor& sin) {
+                const Tensor& sin, const Tensor& positions) {
   const DType s = c.storage(x, "x");
   c.dtype(cos, wide(s), "cos");
   c.dtype(sin, wide(s), "sin");
   c.require(x.ndim == 4 && n_rot_heads >= 0 && n_rot_heads <= x.dim(2),
             "expects x (B, T, H, D) and 0 <= n_rot_heads <= H, got x ", x.shape_string(), " and ",
             n_rot_heads, " heads");
+  check_per_token(c, positions, x, "positions");
+  // Without positions token t reads row t; with them, rows up to the largest position
+  // (the caller's contract: each in [0, P), P = the table's rows).
   const int64_t t = x.dim(1), d = x.dim(3);
   c.require(d % 2 == 0 && cos.numel() >= t * d / 2 && sin.numel() >= t * d / 2, "head dim ", d,
             " must be even and the tables (T, D/2) hold ", cos.numel(), " and ", sin.numel(),
@@ -182,30 +193,32 @@ void check_qkv(const OpCheck& c, const Tensor& qkv, const Tensor& out, const Ten
 
 }  // namespace
 
-void Backend::rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin) {
-  check_rope(OpCheck(*this, "rope_forward"), x, n_rot_heads, cos, sin);
-  do_rope(x, n_rot_heads, cos, sin, false);
+void Backend::rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
+                           const Tensor& positions) {
+  check_rope(OpCheck(*this, "rope_forward"), x, n_rot_heads, cos, sin, positions);
+  do_rope(x, n_rot_heads, cos, sin, positions, false);
 }
 
 void Backend::rope_backward(const Tensor& dx, int n_rot_heads, const Tensor& cos,
-                            const Tensor& sin) {
-  check_rope(OpCheck(*this, "rope_backward"), dx, n_rot_heads, cos, sin);
-  do_rope(dx, n_rot_heads, cos, sin, true);
+                            const Tensor& sin, const Tensor& positions) {
+  check_rope(OpCheck(*this, "rope_backward"), dx, n_rot_heads, cos, sin, positions);
+  do_rope(dx, n_rot_heads, cos, sin, positions, true);
 }
 
 void Backend::attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
-                                int n_heads, int n_kv_heads) {
+                                int n_heads, int n_kv_heads, const Tensor& segments) {
   const OpCheck c(*this, "attention_forward");
   const DType s = c.storage(qkv, "qkv");
   c.dtype(out, s, "out");
   c.dtype(lse, wide(s), "lse");
   check_qkv(c, qkv, out, lse, n_heads, n_kv_heads);
-  do_attention_forward(out, lse, qkv, n_heads, n_kv_heads);
+  check_per_token(c, segments, qkv, "segments");
+  do_attention_forward(out, lse, qkv, n_heads, n_kv_heads, segments);
 }
 
 void Backend::attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
                                  const Tensor& out, const Tensor& lse, int n_heads,
-                                 int n_kv_heads) {
+                                 int n_kv_heads, const Tensor& segments) {
   const OpCheck c(*this, "attention_backward");
   const DType s = c.storage(qkv, "qkv");
   for (auto [t, what] : {std::pair{&dqkv, "dqkv"}, {&dout, "dout"}, {&out, "out"}})
@@ -215,7 +228,8 @@ void Backend::attention_backward(const Tensor& dqkv, const Tensor& dout, const T
   c.require(dqkv.numel() == qkv.numel() && dout.numel() == out.numel(), "dqkv ",
             dqkv.shape_string(), " or dout ", dout.shape_string(), " does not match qkv ",
             qkv.shape_string(), " and out ", out.shape_string());
-  do_attention_backward(dqkv, dout, qkv, out, lse, n_heads, n_kv_heads);
+  check_per_token(c, segments, qkv, "segments");
+  do_attention_backward(dqkv, dout, qkv, out, lse, n_heads, n_kv_heads, segments);
 }
 
 void Backend::swiglu_forward(const Tensor& out, const Tensor& gate_up) {

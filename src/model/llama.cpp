@@ -65,6 +65,8 @@ void Llama::layout_activations(Activations& a, Alloc& alloc, const ModelConfig& 
   a.tokens = alloc.take(DType::i32, {N});
   a.targets = alloc.take(DType::i32, {N});
   a.weights = alloc.take(DType::f32, {N});
+  a.segments = alloc.take(DType::i32, {N});
+  a.positions = alloc.take(DType::i32, {N});
   a.rope_cos = alloc.take(st, {seq_len, D / 2});
   a.rope_sin = alloc.take(st, {seq_len, D / 2});
   a.residual.resize(c.n_layers + 1);
@@ -294,15 +296,56 @@ void Llama::upload_tokens(const int32_t* inputs, int64_t n) {
   backend_.copy_from_host(shaped(act_.tokens, {n}), inputs);
 }
 
+void Llama::upload_documents(const PackedDocuments& documents, int64_t B, int64_t T) {
+  if (B <= 0 || B > max_batch_ || T <= 0 || T > max_seq_)
+    fail("batch (", B, ", ", T, ") exceeds the model's allocation (", max_batch_, ", ",
+         max_seq_, ")");
+  const int64_t N = B * T;
+  has_segments_ = documents.segment_ids != nullptr;
+  has_positions_ = documents.positions != nullptr;
+  if (const int32_t* seg = documents.segment_ids) {
+    // Documents are contiguous: the kernels skip whole tiles on this promise.
+    for (int64_t i = 0; i < N; ++i)
+      if (i % T != 0 && seg[i] < seg[i - 1])
+        fail("segment id ", seg[i], " at row ", i / T, " position ", i % T,
+             " is smaller than the one before it (", seg[i - 1],
+             "): a packed row's documents must be contiguous");
+    backend_.copy_from_host(shaped(act_.segments, {N}), seg);
+  }
+  if (const int32_t* pos = documents.positions) {
+    for (int64_t i = 0; i < N; ++i)
+      if (pos[i] < 0 || pos[i] >= max_seq_)
+        fail("RoPE position ", pos[i], " at row ", i / T, " position ", i % T,
+             " is outside [0, ", max_seq_, ")");
+    backend_.copy_from_host(shaped(act_.positions, {N}), pos);
+  }
+}
+
+Tensor Llama::segments() const {
+  return has_segments_ ? shaped(act_.segments, {last_B_, last_T_}) : Tensor{};
+}
+
+Tensor Llama::positions() const {
+  return has_positions_ ? shaped(act_.positions, {last_B_, last_T_}) : Tensor{};
+}
+
+std::pair<Tensor, Tensor> Llama::rope_tables() const {
+  const int64_t rows = has_positions_ ? max_seq_ : last_T_, half = config_.head_dim() / 2;
+  return {shaped(act_.rope_cos, {rows, half}), shaped(act_.rope_sin, {rows, half})};
+}
+
 void Llama::run_forward(int64_t B, int64_t T) {
   if (B <= 0 || B > max_batch_ || T <= 0 || T > max_seq_)
     fail("batch (", B, ", ", T, ") exceeds the model's allocation (", max_batch_, ", ",
          max_seq_, ")");
+  last_B_ = B;
+  last_T_ = T;
   Backend& be = backend_;
   const ModelConfig& c = config_;
   const int64_t N = B * T, C = c.dim, Hq = c.n_heads, Hkv = c.n_kv_heads, D = c.head_dim();
   const int rot_heads = static_cast<int>(Hq + Hkv);
-  const Tensor cos = shaped(act_.rope_cos, {T, D / 2}), sin = shaped(act_.rope_sin, {T, D / 2});
+  const auto [cos, sin] = rope_tables();
+  const Tensor segs = segments(), pos = positions();
 
   be.embedding_forward(shaped(act_.residual[0], {N, C}), shaped(act_.tokens, {N}), embedding_);
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -315,8 +358,8 @@ void Llama::run_forward(int64_t B, int64_t T) {
     const Tensor x_mid = shaped(a.x_mid, {N, C});
     be.rmsnorm_forward(ln1, rstd1, x, w.attn_norm, c.norm_eps);
     be.matmul_forward(qkv, ln1, w.wqkv);
-    be.rope_forward(qkv, rot_heads, cos, sin);  // qkv keeps the rotated q, k for backward
-    be.attention_forward(att, lse, qkv, static_cast<int>(Hq), static_cast<int>(Hkv));
+    be.rope_forward(qkv, rot_heads, cos, sin, pos);  // qkv keeps the rotated q, k for backward
+    be.attention_forward(att, lse, qkv, static_cast<int>(Hq), static_cast<int>(Hkv), segs);
     be.matmul_forward(x_mid, att, w.wo);
     be.add_forward(x_mid, x_mid, x);
 
@@ -329,8 +372,6 @@ void Llama::run_forward(int64_t B, int64_t T) {
   be.rmsnorm_forward(lnf, shaped(act_.rstdf, {N}), shaped(act_.residual[c.n_layers], {N, C}),
                      final_norm_, c.norm_eps);
   be.matmul_forward(shaped(act_.logits, {N, c.vocab_size}), lnf, lm_head_);
-  last_B_ = B;
-  last_T_ = T;
 }
 
 void Llama::mlp_front(int64_t l, int64_t B, int64_t T) {
@@ -345,7 +386,9 @@ void Llama::mlp_front(int64_t l, int64_t B, int64_t T) {
   backend_.swiglu_forward(shaped(a.act, {N, c.ffn_dim}), gate_up);
 }
 
-void Llama::forward_logits(const int32_t* inputs, int64_t B, int64_t T) {
+void Llama::forward_logits(const int32_t* inputs, int64_t B, int64_t T,
+                           PackedDocuments documents) {
+  upload_documents(documents, B, T);
   upload_tokens(inputs, B * T);
   run_forward(B, T);
   has_loss_grad_ = false;
@@ -365,7 +408,8 @@ Tensor Llama::layer_qkv(int64_t layer) const {
 }
 
 double Llama::forward(const int32_t* inputs, const int32_t* targets, const float* weights,
-                      int64_t B, int64_t T, double grad_scale) {
+                      int64_t B, int64_t T, double grad_scale, PackedDocuments documents) {
+  upload_documents(documents, B, T);
   const int64_t N = B * T;
   double weight_sum = 0;
   for (int64_t i = 0; i < N; ++i) {
@@ -409,7 +453,8 @@ void Llama::backward(const GradientsReady& ready) {
   const int64_t B = last_B_, T = last_T_, N = B * T, C = c.dim, Hq = c.n_heads,
                 Hkv = c.n_kv_heads, D = c.head_dim();
   const int rot_heads = static_cast<int>(Hq + Hkv);
-  const Tensor cos = shaped(act_.rope_cos, {T, D / 2}), sin = shaped(act_.rope_sin, {T, D / 2});
+  const auto [cos, sin] = rope_tables();
+  const Tensor segs = segments(), pos = positions();
   const Tensor d_resid = shaped(act_.d_resid, {N, C}), d_norm = shaped(act_.d_norm, {N, C});
 
   // Head and final norm. d_resid then carries d(loss)/d(residual stream) downwards.
@@ -433,7 +478,7 @@ void Llama::backward(const GradientsReady& ready) {
     if (redo_att && !last)
       be.attention_forward(shaped(a.att, {B, T, Hq, D}), shaped(a.lse, {B, Hq, T}),
                            shaped(a.qkv, {B, T, Hq + 2 * Hkv, D}), static_cast<int>(Hq),
-                           static_cast<int>(Hkv));
+                           static_cast<int>(Hkv), segs);
     // MLP block: x_next = x_mid + w_down(swiglu(w_gate_up(norm(x_mid)))).
     const Tensor d_act = shaped(act_.d_act, {N, c.ffn_dim});
     const Tensor d_gate_up = shaped(act_.d_gate_up, {N, 2 * c.ffn_dim});
@@ -449,8 +494,8 @@ void Llama::backward(const GradientsReady& ready) {
     be.matmul_backward(d_att, dw.wo, d_resid, att, w.wo);
     be.attention_backward(d_qkv, d_att, shaped(a.qkv, {B, T, Hq + 2 * Hkv, D}), att,
                           shaped(a.lse, {B, Hq, T}), static_cast<int>(Hq),
-                          static_cast<int>(Hkv));
-    be.rope_backward(d_qkv, rot_heads, cos, sin);
+                          static_cast<int>(Hkv), segs);
+    be.rope_backward(d_qkv, rot_heads, cos, sin, pos);
     be.matmul_backward(d_norm, dw.wqkv, d_qkv, shaped(a.ln1, {N, C}), w.wqkv);
     be.rmsnorm_backward(d_resid, dw.attn_norm, d_norm, shaped(act_.residual[l], {N, C}),
                         w.attn_norm, shaped(a.rstd1, {N}));

@@ -120,6 +120,82 @@ TEST_CASE("attention backward matches finite differences (GQA)", "[ops][gradchec
   }
 }
 
+// Packed rows (SFT packing): each document's attention outputs equal those of the document
+// run alone, and the gradient (which then never crosses a document) matches finite
+// differences.
+TEST_CASE("attention with segments: documents never see each other; backward matches FD",
+          "[ops][gradcheck]") {
+  auto be = cpu();
+  const int Hq = 4, Hkv = 2;
+  const int64_t B = 2, T = 7, D = 4, HT = Hq + 2 * Hkv;
+  std::vector<int32_t> seg = {0, 0, 0, 1, 1, 2, 2, /* row 1 */ 0, 1, 1, 1, 1, 1, 1};
+  const Tensor segments(seg.data(), DType::i32, Device::cpu, {B, T});
+  Vec qkv = random_vec(B * T * HT * D, 1), out(B * T * Hq * D), lse(B * Hq * T);
+  Vec R = random_vec(out.size(), 2);
+  auto loss = [&] {
+    be->attention_forward(f64(out, {B, T, Hq, D}), f64(lse, {B, Hq, T}), f64(qkv, {B, T, HT, D}),
+                          Hq, Hkv, segments);
+    return dot(out, R);
+  };
+  loss();
+  // Each document [begin, end) of each row, alone: a (1, end - begin) batch.
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t begin = 0; begin < T;) {
+      int64_t end = begin;
+      while (end < T && seg[b * T + end] == seg[b * T + begin]) ++end;
+      const int64_t n = end - begin;
+      Vec doc(qkv.begin() + (b * T + begin) * HT * D, qkv.begin() + (b * T + end) * HT * D);
+      Vec doc_out(n * Hq * D), doc_lse(Hq * n);
+      be->attention_forward(f64(doc_out, {1, n, Hq, D}), f64(doc_lse, {1, Hq, n}),
+                            f64(doc, {1, n, HT, D}), Hq, Hkv);
+      for (int64_t i = 0; i < n * Hq * D; ++i)
+        REQUIRE(doc_out[i] == Approx(out[(b * T + begin) * Hq * D + i]).margin(1e-14));
+      begin = end;
+    }
+  Vec dqkv(qkv.size(), 3.0);  // overwritten
+  be->attention_backward(f64(dqkv, {B, T, HT, D}), f64(R, {B, T, Hq, D}), f64(qkv, {B, T, HT, D}),
+                         f64(out, {B, T, Hq, D}), f64(lse, {B, Hq, T}), Hq, Hkv, segments);
+  check_close("attention dqkv with segments", dqkv,
+              finite_difference(qkv.data(), qkv.size(), loss));
+}
+
+TEST_CASE("rope with positions: rotates by each token's position; backward matches FD",
+          "[ops][gradcheck]") {
+  auto be = cpu();
+  const int64_t B = 2, T = 5, H = 3, D = 6, rot = 2, P = 8;
+  Vec cos(P * D / 2), sin(P * D / 2);
+  for (int64_t t = 0; t < P; ++t)
+    for (int64_t j = 0; j < D / 2; ++j) {
+      const double a = t * std::pow(10000.0, -2.0 * j / D);
+      cos[t * D / 2 + j] = std::cos(a);
+      sin[t * D / 2 + j] = std::sin(a);
+    }
+  std::vector<int32_t> pos = {0, 1, 2, 0, 1, /* row 1 */ 7, 0, 3, 3, 1};
+  const Tensor positions(pos.data(), DType::i32, Device::cpu, {B, T});
+  Vec x = random_vec(B * T * H * D, 1), R = random_vec(B * T * H * D, 2), y;
+  auto loss = [&] {
+    y = x;
+    be->rope_forward(f64(y, {B, T, H, D}), rot, f64(cos, {P, D / 2}), f64(sin, {P, D / 2}),
+                     positions);
+    return dot(y, R);
+  };
+  loss();
+  // Token i rotated at position pos[i] is the token rotated alone at that position (a
+  // (1, pos + 1) batch whose last token is it).
+  for (int64_t i = 0; i < B * T; ++i) {
+    const int64_t n = pos[i] + 1;
+    Vec alone(n * H * D, 0.0);
+    std::copy_n(x.begin() + i * H * D, H * D, alone.begin() + (n - 1) * H * D);
+    be->rope_forward(f64(alone, {1, n, H, D}), rot, f64(cos, {P, D / 2}), f64(sin, {P, D / 2}));
+    for (int64_t j = 0; j < H * D; ++j)
+      REQUIRE(y[i * H * D + j] == Approx(alone[(n - 1) * H * D + j]).margin(1e-14));
+  }
+  Vec dx = R;
+  be->rope_backward(f64(dx, {B, T, H, D}), rot, f64(cos, {P, D / 2}), f64(sin, {P, D / 2}),
+                    positions);
+  check_close("rope dx with positions", dx, finite_difference(x.data(), x.size(), loss));
+}
+
 TEST_CASE("attention forward: the first position attends only to itself", "[ops]") {
   auto be = cpu();
   const int64_t B = 1, T = 3, Hq = 2, Hkv = 1, D = 4, HT = Hq + 2 * Hkv;

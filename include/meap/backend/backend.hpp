@@ -86,20 +86,29 @@ class Backend {
                        const Tensor& w);
 
   // ---- rotary embedding (Hugging Face convention: rotates pairs (i, i + D/2)) --
-  // x (B, T, H, D) rotated in place for heads [0, n_rot_heads); cos, sin (T, D/2).
-  void rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin);
+  // x (B, T, H, D) rotated in place for heads [0, n_rot_heads); cos, sin (P, D/2) with one
+  // row per position. positions (B, T) i32: token (b, t) is rotated by row positions[b][t],
+  // each in [0, P) (packed documents restart at 0); empty: row t, and P >= T.
+  void rope_forward(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
+                    const Tensor& positions = {});
   // The inverse rotation, applied in place to the gradient.
-  void rope_backward(const Tensor& dx, int n_rot_heads, const Tensor& cos, const Tensor& sin);
+  void rope_backward(const Tensor& dx, int n_rot_heads, const Tensor& cos, const Tensor& sin,
+                     const Tensor& positions = {});
 
   // ---- causal grouped-query attention -----------------------------------------
   // qkv (B, T, Hq + 2*Hkv, D): query heads, then key heads, then value heads.
   // Query head h reads kv head h / (Hq / Hkv). out (B, T, Hq, D); lse (B, Hq, T) saves
   // each row's log-sum-exp of the scaled scores for the backward.
+  // segments (B, T) i32, document ids of packed rows (SFT packing, data.document_mask):
+  // query t reads key s <= t only when segments[b][s] == segments[b][t]. The ids never
+  // decrease along a row (documents are contiguous), which lets kernels skip whole tiles.
+  // Empty: plain causal attention (one document per row).
   void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv, int n_heads,
-                         int n_kv_heads);
-  // dqkv (B, T, Hq + 2*Hkv, D) overwritten.
+                         int n_kv_heads, const Tensor& segments = {});
+  // dqkv (B, T, Hq + 2*Hkv, D) overwritten; segments as in the forward.
   void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
-                          const Tensor& out, const Tensor& lse, int n_heads, int n_kv_heads);
+                          const Tensor& out, const Tensor& lse, int n_heads, int n_kv_heads,
+                          const Tensor& segments = {});
 
   // ---- SwiGLU ------------------------------------------------------------------
   // gate_up (N, 2F) = [gate | up] per row; out (N, F) = silu(gate) * up.
@@ -151,12 +160,12 @@ class Backend {
                                   const Tensor& x, const Tensor& w) = 0;
   // rope_forward (inverse false) and rope_backward (inverse true).
   virtual void do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
-                       bool inverse) = 0;
+                       const Tensor& positions, bool inverse) = 0;
   virtual void do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
-                                    int n_heads, int n_kv_heads) = 0;
+                                    int n_heads, int n_kv_heads, const Tensor& segments) = 0;
   virtual void do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
                                      const Tensor& out, const Tensor& lse, int n_heads,
-                                     int n_kv_heads) = 0;
+                                     int n_kv_heads, const Tensor& segments) = 0;
   virtual void do_swiglu_forward(const Tensor& out, const Tensor& gate_up) = 0;
   virtual void do_swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
                                   const Tensor& gate_up) = 0;

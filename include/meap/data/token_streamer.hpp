@@ -45,6 +45,9 @@ struct TokenBatch {
   std::vector<int32_t> inputs;          // (batch_size, seq_len), masked
   std::vector<int32_t> targets;         // (batch_size, seq_len), clean
   std::vector<float> weights;           // (batch_size, seq_len), loss weights
+  // (batch_size, seq_len) each, filled only under data.document_mask (else empty): the
+  // document of each position (a new one after each EOS) and its RoPE position in it.
+  std::vector<int32_t> segment_ids, positions;
   std::vector<uint64_t> global_index;   // (batch_size): epoch-local position of each row
 };
 

@@ -53,6 +53,15 @@ struct LlamaMemoryPlan {
   size_t activation_bytes = 0;   // everything kept for the backward plus gradient scratch
 };
 
+// Packed documents in the rows of a batch (SFT packing, data.document_mask): host arrays of
+// B*T entries, each optional. segment_ids never decrease along a row; attention stays within
+// a segment. positions are the RoPE positions, in [0, max_seq_len) (restarting at 0 in each
+// document); null: 0 .. T-1 in every row.
+struct PackedDocuments {
+  const int32_t* segment_ids = nullptr;
+  const int32_t* positions = nullptr;
+};
+
 class Llama {
  public:
   // batch and seq_len are the largest micro-batch the model will run; dtype is the
@@ -113,7 +122,7 @@ class Llama {
   // sum(w_i loss_i) / sum(w_i) and leaves the logits' gradient ready for backward(), scaled
   // by grad_scale (0 = 1 / sum(w_i), the gradient of the returned mean).
   double forward(const int32_t* inputs, const int32_t* targets, const float* weights, int64_t B,
-                 int64_t T, double grad_scale = 0);
+                 int64_t T, double grad_scale = 0, PackedDocuments documents = {});
   // Adds d(loss)/d(parameters) of the last forward() into the flat gradients. ready, when
   // given, is called with each flat element range [begin, end) as soon as the backward
   // has finished writing its gradients -- the head and final norm (with the padding at the
@@ -125,7 +134,8 @@ class Llama {
 
   // Forward without a loss: logits() then holds (B, T, V) for inspection or sampling, in
   // the model's dtype (bf16 for a bf16 model: read it with backend().cast or bf16_to_f32).
-  void forward_logits(const int32_t* inputs, int64_t B, int64_t T);
+  void forward_logits(const int32_t* inputs, int64_t B, int64_t T,
+                      PackedDocuments documents = {});
   Tensor logits() const;
   // Layer l's q, k (RoPE applied) and v of the last forward or forward_logits:
   // (B, T, Hq + 2 Hkv, D), q heads first, in the model's dtype. The evaluation's attention
@@ -144,6 +154,7 @@ class Llama {
   // recomputation the dropped tensors of every layer view one shared buffer.
   struct Activations {
     Tensor tokens, targets, weights;  // (N) i32, i32, f32
+    Tensor segments, positions;       // (N) i32 each: the last forward's PackedDocuments
     Tensor rope_cos, rope_sin;        // (max_seq_len, D/2)
     std::vector<Tensor> residual;     // L+1 of (N, C): each layer's input, then the last
     std::vector<LayerActivations> layers;
@@ -167,6 +178,15 @@ class Llama {
   // again by the backward under Recompute::mlp, so both compute exactly the same values.
   void mlp_front(int64_t l, int64_t B, int64_t T);
   void upload_tokens(const int32_t* inputs, int64_t n);
+  // Checks and uploads `documents` for a (B, T) batch; the forward and backward then read
+  // segments() and positions().
+  void upload_documents(const PackedDocuments& documents, int64_t B, int64_t T);
+  // The last forward's segment ids and positions as (B, T) views; empty when it had none.
+  Tensor segments() const;
+  Tensor positions() const;
+  // The rotary tables the last forward's positions index: (T, D/2), or every row when
+  // the positions are explicit.
+  std::pair<Tensor, Tensor> rope_tables() const;
 
   ModelConfig config_;
   Backend& backend_;
@@ -186,6 +206,7 @@ class Llama {
   std::vector<float> host_losses_f32_;  // (N) staging for f32 losses (f32 and bf16 models)
 
   int64_t last_B_ = 0, last_T_ = 0;
+  bool has_segments_ = false, has_positions_ = false;  // of the last forward
   // Flat offsets where layer l's parameters begin (layer_begin_[L] = the final norm's).
   std::vector<int64_t> layer_begin_;
   bool has_loss_grad_ = false;

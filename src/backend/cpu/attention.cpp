@@ -26,10 +26,16 @@ T* scratch_row(int64_t n) {
 }
 }  // namespace
 
-// qkv (B, T, Hq + 2Hkv, D) -> out (B, T, Hq, D), lse (B, Hq, T).
+// Whether query ti of row bi reads key s <= ti: same document (segments null: always).
+inline bool same_document(const int32_t* segments, int64_t bi, int64_t t, int64_t ti, int64_t s) {
+  return !segments || segments[bi * t + s] == segments[bi * t + ti];
+}
+
+// qkv (B, T, Hq + 2Hkv, D) -> out (B, T, Hq, D), lse (B, Hq, T). Keys of other documents
+// get probability 0 (skipped); every query reads at least itself.
 template <class T>
-void attention_forward(T* out, T* lse, const T* qkv, int64_t b, int64_t t, int64_t hq,
-                       int64_t hkv, int64_t d) {
+void attention_forward(T* out, T* lse, const T* qkv, const int32_t* segments, int64_t b,
+                       int64_t t, int64_t hq, int64_t hkv, int64_t d) {
   const int64_t h_total = hq + 2 * hkv, group = hq / hkv;
   const T scale = T(1) / std::sqrt(static_cast<T>(d));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -41,12 +47,13 @@ void attention_forward(T* out, T* lse, const T* qkv, int64_t b, int64_t t, int64
         const T* q = qkv + ((bi * t + ti) * h_total + h) * d;
         T m = -INFINITY;
         for (int64_t s = 0; s <= ti; ++s) {
+          if (!same_document(segments, bi, t, ti, s)) continue;
           p[s] = dot(q, qkv + ((bi * t + s) * h_total + kh) * d, d) * scale;
           m = std::max(m, p[s]);
         }
         T sum = 0;
         for (int64_t s = 0; s <= ti; ++s) {
-          p[s] = std::exp(p[s] - m);
+          p[s] = same_document(segments, bi, t, ti, s) ? std::exp(p[s] - m) : T(0);
           sum += p[s];
         }
         lse[(bi * hq + h) * t + ti] = m + std::log(sum);
@@ -67,7 +74,8 @@ void attention_forward(T* out, T* lse, const T* qkv, int64_t b, int64_t t, int64
 // One thread per (batch, kv head) owns that head's dK, dV and its query heads' dQ.
 template <class T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        int64_t b, int64_t t, int64_t hq, int64_t hkv, int64_t d) {
+                        const int32_t* segments, int64_t b, int64_t t, int64_t hq, int64_t hkv,
+                        int64_t d) {
   const int64_t h_total = hq + 2 * hkv, group = hq / hkv;
   const T scale = T(1) / std::sqrt(static_cast<T>(d));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -89,6 +97,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
           const T l = lse[(bi * hq + h) * t + ti];
           const T delta = dot(go, o, d);
           for (int64_t s = 0; s <= ti; ++s) {
+            if (!same_document(segments, bi, t, ti, s)) continue;
             const T* k = qkv + ((bi * t + s) * h_total + kh) * d;
             const T* v = qkv + ((bi * t + s) * h_total + vh) * d;
             T* dk = dqkv + ((bi * t + s) * h_total + kh) * d;
@@ -105,15 +114,15 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
     }
 }
 
-template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t,
-                                       int64_t, int64_t);
-template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t,
-                                        int64_t, int64_t, int64_t);
+template void attention_forward<float>(float*, float*, const float*, const int32_t*, int64_t,
+                                       int64_t, int64_t, int64_t, int64_t);
+template void attention_forward<double>(double*, double*, const double*, const int32_t*, int64_t,
+                                        int64_t, int64_t, int64_t, int64_t);
 template void attention_backward<float>(float*, const float*, const float*, const float*,
-                                        const float*, int64_t, int64_t, int64_t, int64_t,
-                                        int64_t);
+                                        const float*, const int32_t*, int64_t, int64_t, int64_t,
+                                        int64_t, int64_t);
 template void attention_backward<double>(double*, const double*, const double*, const double*,
-                                         const double*, int64_t, int64_t, int64_t, int64_t,
-                                         int64_t);
+                                         const double*, const int32_t*, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t);
 
 }  // namespace meap::cpu

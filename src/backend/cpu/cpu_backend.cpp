@@ -114,33 +114,37 @@ void CpuBackend::do_matmul_backward(const Tensor& dx, const Tensor& dw, const Te
 }
 
 void CpuBackend::do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
-                         bool inverse) {
+                         const Tensor& positions, bool inverse) {
   const int64_t b = x.dim(0), t = x.dim(1), h = x.dim(2), d = x.dim(3);
-  MEAP_CPU_DISPATCH(x.dtype, cpu::rope_apply(x.as<T>(), cos.as<T>(), sin.as<T>(), b, t, h,
+  const int32_t* pos = positions.empty() ? nullptr : positions.as<int32_t>();
+  MEAP_CPU_DISPATCH(x.dtype, cpu::rope_apply(x.as<T>(), cos.as<T>(), sin.as<T>(), pos, b, t, h,
                                              n_rot_heads, d, inverse));
 }
 
+// TODO(sft-kernels): the fast path learns segments; until then packed rows run the reference.
 void CpuBackend::do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
-                                      int n_heads, int n_kv_heads) {
+                                      int n_heads, int n_kv_heads, const Tensor& segments) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
-  if (fast(qkv.dtype))
+  const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
+  if (fast(qkv.dtype) && !seg)
     return cpu::fast::attention_forward(out.as<float>(), lse.as<float>(), qkv.as<float>(), b,
                                         t, n_heads, n_kv_heads, d);
-  MEAP_CPU_DISPATCH(qkv.dtype, cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), b, t,
-                                                      n_heads, n_kv_heads, d));
+  MEAP_CPU_DISPATCH(qkv.dtype, cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), seg,
+                                                      b, t, n_heads, n_kv_heads, d));
 }
 
 void CpuBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
                                        const Tensor& out, const Tensor& lse, int n_heads,
-                                       int n_kv_heads) {
+                                       int n_kv_heads, const Tensor& segments) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
-  if (fast(qkv.dtype))
+  const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
+  if (fast(qkv.dtype) && !seg)
     return cpu::fast::attention_backward(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
                                          out.as<float>(), lse.as<float>(), b, t, n_heads,
                                          n_kv_heads, d);
   MEAP_CPU_DISPATCH(qkv.dtype,
                     cpu::attention_backward(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(),
-                                            lse.as<T>(), b, t, n_heads, n_kv_heads, d));
+                                            lse.as<T>(), seg, b, t, n_heads, n_kv_heads, d));
 }
 
 void CpuBackend::do_swiglu_forward(const Tensor& out, const Tensor& gate_up) {

@@ -27,16 +27,19 @@ template <class T>
 void matmul_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, int64_t n,
                      int64_t ic, int64_t oc);
 
+// positions (B*T) or null (token t at position t).
 template <class T>
-void rope_apply(T* x, const T* cos, const T* sin, int64_t b, int64_t t, int64_t h_total,
-                int64_t h_rot, int64_t d, bool inverse);
+void rope_apply(T* x, const T* cos, const T* sin, const int32_t* positions, int64_t b, int64_t t,
+                int64_t h_total, int64_t h_rot, int64_t d, bool inverse);
 
+// segments (B*T) document ids or null (one document per row).
 template <class T>
-void attention_forward(T* out, T* lse, const T* qkv, int64_t b, int64_t t, int64_t hq,
-                       int64_t hkv, int64_t d);
+void attention_forward(T* out, T* lse, const T* qkv, const int32_t* segments, int64_t b,
+                       int64_t t, int64_t hq, int64_t hkv, int64_t d);
 template <class T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        int64_t b, int64_t t, int64_t hq, int64_t hkv, int64_t d);
+                        const int32_t* segments, int64_t b, int64_t t, int64_t hq, int64_t hkv,
+                        int64_t d);
 
 template <class T>
 void swiglu_forward(T* out, const T* gate_up, int64_t n, int64_t f);

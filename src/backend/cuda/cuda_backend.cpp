@@ -200,7 +200,9 @@ void CudaBackend::do_matmul_backward(const Tensor& dx, const Tensor& dw, const T
 // ---- rotary embedding ----------------------------------------------------------------------
 
 void CudaBackend::do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
-                          bool inverse) {
+                          const Tensor& positions, bool inverse) {
+  // TODO(sft-kernels): the rope kernel reads positions.
+  if (!positions.empty()) fail("cuda rope: per-token positions are not implemented yet");
   const int64_t b = x.dim(0), t = x.dim(1), h = x.dim(2), d = x.dim(3);
   MEAP_CUDA_DISPATCH(x.dtype, cuda::rope_apply(x.as<S>(), cos.as<float>(), sin.as<float>(), b, t, h,
                                                n_rot_heads, d, inverse, stream_));
@@ -215,7 +217,9 @@ bool CudaBackend::use_flash_attention(DType storage, const cuda::AttentionShape&
 }
 
 void CudaBackend::do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
-                                       int n_heads, int n_kv_heads) {
+                                       int n_heads, int n_kv_heads, const Tensor& segments) {
+  // TODO(sft-kernels): the attention kernels read segments.
+  if (!segments.empty()) fail("cuda attention: document segments are not implemented yet");
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const cuda::AttentionShape shape{b, t, n_heads, n_kv_heads, d};
   if (use_flash_attention(qkv.dtype, shape))
@@ -228,7 +232,8 @@ void CudaBackend::do_attention_forward(const Tensor& out, const Tensor& lse, con
 
 void CudaBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
                                         const Tensor& out, const Tensor& lse, int n_heads,
-                                        int n_kv_heads) {
+                                        int n_kv_heads, const Tensor& segments) {
+  if (!segments.empty()) fail("cuda attention: document segments are not implemented yet");
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const cuda::AttentionShape shape{b, t, n_heads, n_kv_heads, d};
   if (use_flash_attention(qkv.dtype, shape)) {

@@ -61,12 +61,12 @@ class CudaBackend final : public Backend {
   void do_matmul_backward(const Tensor& dx, const Tensor& dw, const Tensor& dout, const Tensor& x,
                           const Tensor& w) override;
   void do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
-               bool inverse) override;
+               const Tensor& positions, bool inverse) override;
   void do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv, int n_heads,
-                            int n_kv_heads) override;
+                            int n_kv_heads, const Tensor& segments) override;
   void do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
-                             const Tensor& out, const Tensor& lse, int n_heads,
-                             int n_kv_heads) override;
+                             const Tensor& out, const Tensor& lse, int n_heads, int n_kv_heads,
+                             const Tensor& segments) override;
   void do_swiglu_forward(const Tensor& out, const Tensor& gate_up) override;
   void do_swiglu_backward(const Tensor& dgate_up, const Tensor& dout,
                           const Tensor& gate_up) override;
