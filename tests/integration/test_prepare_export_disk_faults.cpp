@@ -195,7 +195,7 @@ int export_and_signal(const fs::path& ck, const fs::path& out, int sig, const fs
 
 }  // namespace
 
-TEST_CASE("export: SIGINT or SIGTERM removes DIR.tmp-PID; one left by kill -9 is swept by the "
+TEST_CASE("export: SIGINT or SIGTERM removes DIR.tmp-PID, one left by kill -9 is swept by the "
           "next export or import to the same place",
           "[fault][io][export][signals]") {
   micro_corpus();

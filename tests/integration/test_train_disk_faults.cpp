@@ -28,7 +28,7 @@ bool wait_for_checkpoint(const fs::path& run_dir, int64_t step, Child& child, do
 
 }  // namespace
 
-TEST_CASE("train: a full disk mid-run stops it naming the file; whole records, the last "
+TEST_CASE("train: a full disk mid-run stops it naming the file, whole records, the last "
           "checkpoint kept, --resume continues once there is space",
           "[fault][io][trainer]") {
   micro_corpus();
@@ -136,7 +136,7 @@ TEST_CASE("train: a rank log on a full disk stops the run naming the log file",
   CHECK(whole_json_lines(run / "metrics.jsonl", &why));
 }
 
-TEST_CASE("train: a read-only run directory is refused naming it (EROFS); the run resumes "
+TEST_CASE("train: a read-only run directory is refused naming it (EROFS), the run resumes "
           "once it is writable",
           "[fault][io][trainer]") {
   micro_corpus();
