@@ -56,8 +56,7 @@ int init_command(const Args& args) {
   save_llama_weights(model, (dir / "model.safetensors").string());
   const bool has_tokenizer = !cfg.data.tokenizer.empty() && fs::exists(cfg.data.tokenizer);
   if (has_tokenizer) {
-    fs::copy_file(cfg.data.tokenizer, dir / "tokenizer.model");
-    fsync_file((dir / "tokenizer.model").string());
+    copy_file_durable(cfg.data.tokenizer, (dir / "tokenizer.model").string());
   }
   CheckpointManifest manifest;  // step 0, nothing seen yet
   manifest.config_yaml = config_to_yaml(cfg);

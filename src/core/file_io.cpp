@@ -148,4 +148,47 @@ void TempFile::commit_as(const std::string& target) {
   fsync_directory(dir.empty() ? "." : dir);
 }
 
+void copy_file_durable(const std::string& from, const std::string& to) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) io_fail("read", from, errno);
+  const std::string tmp = to + ".tmp";
+  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    io_fail("create", tmp, err);
+  }
+  try {
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t r = ::read(in, buf, sizeof buf);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        io_fail("read", from, errno);
+      }
+      if (r == 0) break;
+      write_all(out, buf, static_cast<size_t>(r), tmp);
+    }
+    if (::fsync(out) != 0) io_fail("fsync", tmp, errno);
+  } catch (...) {
+    ::close(in);
+    ::close(out);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(in);
+  if (::close(out) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail("close", tmp, err);
+  }
+  if (::rename(tmp.c_str(), to.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail("rename over", to, err);
+  }
+  const std::string parent = std::filesystem::path(to).parent_path().string();
+  fsync_directory(parent.empty() ? "." : parent);
+}
+
 }  // namespace meap

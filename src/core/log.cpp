@@ -4,9 +4,11 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 #include <spdlog/sinks/ansicolor_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -23,6 +25,25 @@ struct LogState {
   std::shared_ptr<spdlog::sinks::basic_file_sink_mt> file;
   std::string file_path;
 };
+
+// Written by spdlog's error handler (any thread that logs), read by the trainer.
+struct WriteError {
+  std::mutex mu;
+  std::optional<std::string> first;
+};
+
+WriteError& write_error() {
+  static WriteError e;
+  return e;
+}
+
+void on_log_error(const std::string& message) {
+  WriteError& e = write_error();
+  std::lock_guard<std::mutex> lock(e.mu);
+  if (e.first) return;
+  e.first = message;
+  std::fprintf(stderr, "meap: error: the log file cannot be written: %s\n", message.c_str());
+}
 
 LogState& state() {
   static LogState s;
@@ -47,6 +68,7 @@ void setup_logging(int rank, bool launched) {
   auto logger = std::make_shared<spdlog::logger>("meap", console);
   logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::info);  // a killed run's file keeps every line it logged
+  logger->set_error_handler(on_log_error);
   spdlog::set_default_logger(logger);
   state() = LogState{rank, nullptr, ""};
 }
@@ -72,8 +94,18 @@ std::string log_to_rank_file(const std::string& dir) {
 void log_error_to_file(const std::string& message) {
   LogState& s = state();
   if (!s.file) return;
-  s.file->log(spdlog::details::log_msg("meap", spdlog::level::err, message));
-  s.file->flush();
+  try {
+    s.file->log(spdlog::details::log_msg("meap", spdlog::level::err, message));
+    s.file->flush();
+  } catch (const std::exception&) {
+    // The console has the message; the file is what failed (a full disk).
+  }
+}
+
+std::optional<std::string> log_file_write_error() {
+  WriteError& e = write_error();
+  std::lock_guard<std::mutex> lock(e.mu);
+  return e.first;
 }
 
 }  // namespace meap

@@ -13,7 +13,6 @@
 #include <deque>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -113,9 +112,49 @@ class SplitDecider {
 
 using TokenShardSeries = ShardSeries<ShardWriter>;
 
+// A tokenizer's working memory grows with the text it is given (SentencePiece's BPE: about
+// 140 bytes per input byte with spaces, 190 without), so a document longer than this is
+// encoded in pieces of at most this many bytes, which bounds each thread's tokenizer memory
+// to a few tens of MB. (docs/data.md, "Memory".)
+constexpr size_t kMaxEncodeBytes = size_t{256} << 10;
+
+// Where to end the first piece of `text` (longer than `max`): just before the last space or
+// newline in (max/2, max] -- a place where meap's SentencePiece models and byte-level BPE
+// pre-tokenizers start a new token anyway, so the ids are those of the whole text -- else
+// before the last UTF-8 lead byte at or before `max` (a token may then be split in two).
+size_t encode_cut(std::string_view text, size_t max) {
+  for (size_t i = max; i > max / 2; --i)
+    if (text[i] == ' ' || text[i] == '\n') return i;
+  size_t cut = max;
+  while (cut > max / 2 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return cut > max / 2 ? cut : max;
+}
+
+}  // namespace
+
+std::vector<int32_t> encode_document(const Tokenizer& tokenizer, std::string_view doc,
+                                     size_t max_piece_bytes) {
+  if (max_piece_bytes < 2) fail("encode_document: max_piece_bytes must be at least 2");
+  if (doc.size() <= max_piece_bytes) return tokenizer.encode(doc);
+  std::vector<int32_t> ids;
+  while (!doc.empty()) {
+    const size_t cut =
+        doc.size() <= max_piece_bytes ? doc.size() : encode_cut(doc, max_piece_bytes);
+    const std::vector<int32_t> piece = tokenizer.encode(doc.substr(0, cut));
+    ids.insert(ids.end(), piece.begin(), piece.end());
+    doc.remove_prefix(cut);
+  }
+  return ids;
+}
+
+size_t max_encode_piece_bytes() { return kMaxEncodeBytes; }
+
+namespace {
+
 // A chunk of consecutive documents, encoded by one worker.
 struct EncodeJob {
-  std::vector<std::string> docs;
+  std::vector<std::string> docs;             // documents, or pieces of a long one
+  std::vector<char> continues;               // docs[i] continues the document before it
   std::vector<std::vector<int32_t>> tokens;  // tokens[i] encodes docs[i]
   uint64_t bytes_end = 0;                    // reader position after the chunk (progress)
   std::exception_ptr error;
@@ -169,7 +208,7 @@ class EncodePool {
         job->tokens.resize(job->docs.size());
         // SentencePieceProcessor::Encode is const and safe to call from several threads.
         for (size_t i = 0; i < job->docs.size(); ++i)
-          job->tokens[i] = tokenizer_.encode(job->docs[i]);
+          job->tokens[i] = encode_document(tokenizer_, job->docs[i], kMaxEncodeBytes);
         std::vector<std::string>().swap(job->docs);
       } catch (...) {
         job->error = std::current_exception();
@@ -201,7 +240,7 @@ struct RemovedOnExit {
 
 // Writes one document's lines as SentencePiece training sentences (one per line, blank ones
 // skipped, long ones cut). Returns the number of lines written.
-uint64_t write_training_lines(std::string_view doc, std::ostream& out, uint64_t& bytes) {
+uint64_t write_training_lines(std::string_view doc, std::string& out, uint64_t& bytes) {
   uint64_t lines = 0;
   while (!doc.empty()) {
     const size_t nl = doc.find('\n');
@@ -219,8 +258,8 @@ uint64_t write_training_lines(std::string_view doc, std::ostream& out, uint64_t&
       const std::string_view piece = line.substr(0, cut);
       line.remove_prefix(cut);
       if (is_blank(piece)) continue;
-      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
-      out.put('\n');
+      out.append(piece);
+      out.push_back('\n');
       bytes += piece.size() + 1;
       ++lines;
     }
@@ -244,11 +283,22 @@ void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& fil
       total <= o.tokenizer_sample_bytes ? 1.0 : double(o.tokenizer_sample_bytes) / total;
   uint64_t lines = 0, bytes = 0;
   {
-    std::ofstream out(text.path, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot create '", text.path.string(), "'");
+    // Written through write_all, whose errors name the file and the reason (a full disk).
+    struct Fd {
+      int fd;
+      ~Fd() {
+        if (fd >= 0) ::close(fd);
+      }
+    } out{::open(text.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (out.fd < 0) io_fail("create", text.path.string(), errno);
+    std::string buffer;
     auto emit = [&](std::string&& doc, bool val, uint64_t ordinal) {
       if (val || (rate < 1.0 && uniform01(o.seed, kStreamTokSample, ordinal) >= rate)) return;
-      lines += write_training_lines(doc, out, bytes);
+      lines += write_training_lines(doc, buffer, bytes);
+      if (buffer.size() >= (size_t{1} << 20)) {
+        write_all(out.fd, buffer.data(), buffer.size(), text.path.string());
+        buffer.clear();
+      }
     };
     SplitDecider<std::string, decltype(emit)> split(o.seed, o.val_fraction, emit);
     DocumentReader reader(files, o.jsonl_field);
@@ -264,8 +314,10 @@ void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& fil
       }
     }
     if (!capped) split.finish();
-    out.close();
-    if (!out) fail("cannot write '", text.path.string(), "'");
+    write_all(out.fd, buffer.data(), buffer.size(), text.path.string());
+    const int fd = out.fd;
+    out.fd = -1;
+    if (::close(fd) != 0) io_fail("close", text.path.string(), errno);
     if (split.n_train() + split.n_val() == 0)
       fail("the inputs hold no documents (only blank lines or empty texts)");
   }
@@ -311,13 +363,13 @@ fs::path copy_tokenizer(const std::string& source, const fs::path& dir) {
   const fs::path target = dir / tokenizer_files(kind).front();
   std::error_code ec;
   if (!fs::equivalent(source, target, ec))
-    fs::copy_file(source, target, fs::copy_options::overwrite_existing);
+    copy_file_durable(source, target.string());
   if (kind != TokenizerKind::sentencepiece) return target;
   const fs::path vocab = fs::path(source).replace_extension(".vocab");
   const fs::path vocab_target = dir / "tokenizer.vocab";
   if (fs::is_regular_file(vocab, ec)) {
     if (!fs::equivalent(vocab, vocab_target, ec))
-      fs::copy_file(vocab, vocab_target, fs::copy_options::overwrite_existing);
+      copy_file_durable(vocab.string(), vocab_target.string());
   } else {
     fs::remove(vocab_target, ec);  // it would describe another model
   }
@@ -501,15 +553,41 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
                              size_t{64} << 10));
       std::deque<std::shared_ptr<EncodeJob>> in_flight;
       bool more = true;
+      // A document longer than kMaxEncodeBytes goes out in pieces (encode_cut), which the
+      // threads encode side by side; `long_doc` holds it while its pieces are handed out.
+      std::string long_doc;
+      std::string_view long_rest;
       uint64_t documents = 0, encoded = 0;
-      while (more || !in_flight.empty()) {
-        while (more && in_flight.size() < window) {
+      // The ids of the latest document: pieces append to it until the next document starts.
+      std::vector<int32_t> current;
+      bool have_current = false;
+      while (more || !long_rest.empty() || !in_flight.empty()) {
+        while ((more || !long_rest.empty()) && in_flight.size() < window) {
           auto job = std::make_shared<EncodeJob>();
           size_t bytes = 0;
           std::string doc;
-          while (bytes < chunk_bytes && (more = reader.next(doc))) {
+          while (bytes < chunk_bytes) {
+            if (!long_rest.empty()) {
+              const bool first = long_rest.size() == long_doc.size();
+              const size_t cut = long_rest.size() <= kMaxEncodeBytes
+                                     ? long_rest.size()
+                                     : encode_cut(long_rest, kMaxEncodeBytes);
+              job->docs.emplace_back(long_rest.substr(0, cut));
+              job->continues.push_back(!first);
+              long_rest.remove_prefix(cut);
+              bytes += cut;
+              if (long_rest.empty()) std::string().swap(long_doc);
+              continue;
+            }
+            if (!(more = reader.next(doc))) break;
+            if (doc.size() > kMaxEncodeBytes) {
+              long_doc = std::move(doc);
+              long_rest = long_doc;
+              continue;
+            }
             bytes += doc.size();
             job->docs.push_back(std::move(doc));
+            job->continues.push_back(false);
           }
           if (job->docs.empty()) break;
           job->bytes_end = reader.bytes_read();
@@ -520,15 +598,24 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
         const std::shared_ptr<EncodeJob> job = std::move(in_flight.front());
         in_flight.pop_front();
         pool.wait(*job);
-        for (std::vector<int32_t>& t : job->tokens) {
-          encoded += t.size() + 1;  // counted here: the last document is written only at the end
-          split.push(std::move(t));
+        for (size_t i = 0; i < job->tokens.size(); ++i) {
+          std::vector<int32_t>& t = job->tokens[i];
+          // Counted here: the last document is written only at the end.
+          encoded += t.size() + (job->continues[i] ? 0 : 1);
+          if (job->continues[i]) {
+            current.insert(current.end(), t.begin(), t.end());
+            continue;
+          }
+          if (have_current) split.push(std::move(current));
+          current = std::move(t);
+          have_current = true;
+          ++documents;
         }
-        documents += job->tokens.size();
         if (o.on_progress)
           o.on_progress(
               {job->bytes_end, reader.total_bytes(), documents, encoded, seconds_since(t_enc)});
       }
+      if (have_current) split.push(std::move(current));
     }
     split.finish();
     train.finish();

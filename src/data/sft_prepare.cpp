@@ -133,7 +133,7 @@ SftPrepareSummary run(const SftPrepareOptions& o) {
   }
   const fs::path model = dir / "tokenizer.model";
   if (!fs::equivalent(o.tokenizer, model, ec))
-    fs::copy_file(o.tokenizer, model, fs::copy_options::overwrite_existing);
+    copy_file_durable(o.tokenizer, model.string());
   s.tokenizer_path = model.string();
   const Tokenizer tok = Tokenizer::load(s.tokenizer_path);
   s.tokenizer_checksum = file_xxh3(s.tokenizer_path);

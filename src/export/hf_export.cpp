@@ -61,8 +61,7 @@ nlohmann::json special_token_entry(const std::string& content) {
 // a context, and tools that start a sequence with "the BOS" (lm-evaluation-harness's rolling
 // windows and empty contexts) use the token every training document follows (docs/eval.md).
 void write_sentencepiece_files(const fs::path& dir, const Tokenizer& tok, int64_t max_seq_len) {
-  fs::copy_file(tok.path(), dir / "tokenizer.model");
-  fsync_file((dir / "tokenizer.model").string());
+  copy_file_durable(tok.path(), (dir / "tokenizer.model").string());
   nlohmann::json specials = {{"bos_token", tok.piece(tok.eos_id())},
                              {"eos_token", tok.piece(tok.eos_id())},
                              {"mask_token", kMaskPiece}};

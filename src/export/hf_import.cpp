@@ -196,8 +196,7 @@ HfImportResult import_hf(const HfImportOptions& opt) {
   writer.write((dir / "model.safetensors").string());
   if (tok) {
     result.tokenizer_file = tok->file_name();
-    fs::copy_file(tok_path, dir / result.tokenizer_file);
-    fsync_file((dir / result.tokenizer_file).string());
+    copy_file_durable(tok_path, (dir / result.tokenizer_file).string());
   }
 
   // A step-0 manifest whose config holds the imported model; the other sections are

@@ -111,12 +111,37 @@ std::string checkpoint_staging_dir(const std::string& run_dir, int64_t step) {
   return (fs::path(run_dir) / "checkpoints" / (".tmp-" + step_name(step))).string();
 }
 
+namespace {
+
+// Runs one step of writing a checkpoint. A failure (a full disk, a read-only remount)
+// removes the step's temporary directory -- the space it took is given back, and `latest`
+// still names the previous checkpoint -- and becomes a meap::Error naming the path (a
+// std::filesystem error would otherwise read as an internal error).
+template <class F>
+auto staging_step(const std::string& run_dir, int64_t step, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(checkpoint_staging_dir(run_dir, step), ec);
+    try {
+      throw;
+    } catch (const fs::filesystem_error& e) {
+      fail(e.what());
+    }
+  }
+}
+
+}  // namespace
+
 std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  const fs::path tmp = checkpoint_staging_dir(run_dir, step);
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  return tmp.string();
+  return staging_step(run_dir, step, [&] {
+    fs::create_directories(fs::path(run_dir) / "checkpoints");
+    const fs::path tmp = checkpoint_staging_dir(run_dir, step);
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    return tmp.string();
+  });
 }
 
 std::string save_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
@@ -191,9 +216,11 @@ void verify_checkpoint_file(const std::string& checkpoint_dir, const CheckpointM
   verify_file_checksum(path, it->second, "a checkpoint file");
 }
 
-std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
-                              const CheckpointTensors& tensors, const std::string& tokenizer_path,
-                              int keep_last) {
+namespace {
+
+std::string commit_checkpoint_files(const std::string& run_dir, const CheckpointManifest& manifest,
+                                    const CheckpointTensors& tensors,
+                                    const std::string& tokenizer_path, int keep_last) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   const std::string name = step_name(manifest.step);
   const fs::path tmp = checkpoint_staging_dir(run_dir, manifest.step);
@@ -209,8 +236,7 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
     w.write((tmp / "optim.safetensors").string());
   }
   if (!tokenizer_path.empty()) {
-    fs::copy_file(tokenizer_path, tmp / "tokenizer.model");
-    fsync_file((tmp / "tokenizer.model").string());
+    copy_file_durable(tokenizer_path, (tmp / "tokenizer.model").string());
   }
   write_checkpoint_manifest(tmp.string(), manifest);
   fsync_directory(tmp.string());
@@ -250,6 +276,16 @@ std::string commit_checkpoint(const std::string& run_dir, const CheckpointManife
   }
   for (const fs::path& p : leftovers) fs::remove_all(p);
   return final_dir.string();
+}
+
+}  // namespace
+
+std::string commit_checkpoint(const std::string& run_dir, const CheckpointManifest& manifest,
+                              const CheckpointTensors& tensors, const std::string& tokenizer_path,
+                              int keep_last) {
+  return staging_step(run_dir, manifest.step, [&] {
+    return commit_checkpoint_files(run_dir, manifest, tensors, tokenizer_path, keep_last);
+  });
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {

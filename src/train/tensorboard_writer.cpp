@@ -3,12 +3,11 @@
 #include <unistd.h>
 
 #include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 
 #include "meap/core/error.hpp"
+#include "meap/core/record_file.hpp"
 
 namespace meap {
 
@@ -87,14 +86,11 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   ::gethostname(host, sizeof host - 1);
   path_ = str_cat(dir, "/events.out.tfevents.", static_cast<int64_t>(unix_seconds()), ".", host,
                   ".", ::getpid());
-  file_ = std::fopen(path_.c_str(), "wb");
-  if (!file_) fail("cannot create '", path_, "': ", std::strerror(errno));
+  file_ = std::make_unique<RecordFile>(path_, /*whole_lines=*/false);
   write_record(event(0, 3, "brain.Event:2"));
 }
 
-TensorBoardWriter::~TensorBoardWriter() {
-  if (file_) std::fclose(file_);
-}
+TensorBoardWriter::~TensorBoardWriter() = default;
 
 void TensorBoardWriter::add_scalar(std::string_view tag, double value, int64_t step) {
   // Summary { repeated Value value = 1; }  Value { string tag = 1; float simple_value = 2; }
@@ -113,12 +109,13 @@ void TensorBoardWriter::write_record(const std::string& data) {
   const uint64_t n = data.size();
   const uint32_t len_crc = masked_crc(&n, 8);
   const uint32_t data_crc = masked_crc(data.data(), data.size());
-  errno = 0;
-  const bool ok = std::fwrite(&n, 8, 1, file_) == 1 && std::fwrite(&len_crc, 4, 1, file_) == 1 &&
-                  std::fwrite(data.data(), 1, data.size(), file_) == data.size() &&
-                  std::fwrite(&data_crc, 4, 1, file_) == 1 && std::fflush(file_) == 0;
-  if (!ok)
-    fail("cannot write '", path_, "': ", errno ? std::strerror(errno) : "write error");
+  std::string record;
+  record.reserve(16 + data.size());
+  record.append(reinterpret_cast<const char*>(&n), 8);
+  record.append(reinterpret_cast<const char*>(&len_crc), 4);
+  record += data;
+  record.append(reinterpret_cast<const char*>(&data_crc), 4);
+  file_->append(record);
 }
 
 }  // namespace meap

@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +21,8 @@
 #include "meap/core/checksum.hpp"
 #include "meap/core/file_io.hpp"
 #include "meap/core/human_format.hpp"
+#include "meap/core/log.hpp"
+#include "meap/core/record_file.hpp"
 #include "meap/core/system_memory.hpp"
 #include "meap/data/token_streamer.hpp"
 #include "meap/data/tokenizer.hpp"
@@ -127,6 +128,7 @@ class Trainer {
       const bool stopping = stop_voted();
       if (step % cfg_.log.interval == 0 || step == result_.start_step + 1 || last || stopping)
         log_step(step, stats, start_time);
+      check_log_file();
       if (val_stream_ && (step % cfg_.eval.interval == 0 || last)) {
         result_.last_val_loss = validation_loss();
         say("step {:>6} | val loss {:.4f}", step, result_.last_val_loss);
@@ -269,9 +271,12 @@ class Trainer {
       fs::create_directories(run_dir_, ec);
       if (ec) fail("run.out_dir '", run_dir_.string(), "': cannot create it: ", ec.message());
       write_file_atomic((run_dir_ / "config.yaml").string(), config_to_yaml(cfg_));
-      metrics_path_ = (run_dir_ / "metrics.jsonl").string();
-      metrics_.open(metrics_path_, std::ios::app);
-      if (!metrics_) fail("cannot open ", metrics_path_, " for writing: ", std::strerror(errno));
+      metrics_ = std::make_unique<RecordFile>((run_dir_ / "metrics.jsonl").string(),
+                                              /*whole_lines=*/true);
+      if (metrics_->repaired_bytes() > 0)
+        spdlog::warn("{} ended in an incomplete line ({} bytes, written by a process that was "
+                     "killed inside the write): cut off", metrics_->path(),
+                     metrics_->repaired_bytes());
       if (cfg_.log.tensorboard)
         tensorboard_ = std::make_unique<TensorBoardWriter>((run_dir_ / "tensorboard").string());
     }
@@ -401,21 +406,31 @@ class Trainer {
     tokens_since_log_ = 0;
   }
 
-  // A record that cannot be written (a full disk) stops the run with the path and the
-  // reason rather than losing records silently.
+  // A record that cannot be written (a full disk, a read-only remount) stops the run with
+  // the path and the reason rather than losing records silently; the file keeps only whole
+  // records (RecordFile), and so does the TensorBoard file. So does a failed write to this
+  // rank's log file (the logger only records it: it cannot throw from a log call).
   void write_metrics(const nlohmann::json& j) {
     if (!main_rank_) return;
-    errno = 0;
-    metrics_ << j.dump() << "\n";
-    metrics_.flush();
-    if (tensorboard_)  // every number of the record but the step and the counters
-      for (const auto& [key, value] : j.items())
-        if (value.is_number() && key != "step" && key != "tokens_seen" && key != "elapsed_s")
-          tensorboard_->add_scalar(key, value.get<double>(), j.at("step").get<int64_t>());
-    if (!metrics_)
-      fail("cannot write ", metrics_path_, ": ", errno ? std::strerror(errno) : "write error",
-           "; training stopped (the latest checkpoint is ",
-           result_.checkpoint.empty() ? std::string("(none yet)") : result_.checkpoint, ")");
+    try {
+      metrics_->append(j.dump() + "\n");
+      if (tensorboard_)  // every number of the record but the step and the counters
+        for (const auto& [key, value] : j.items())
+          if (value.is_number() && key != "step" && key != "tokens_seen" && key != "elapsed_s")
+            tensorboard_->add_scalar(key, value.get<double>(), j.at("step").get<int64_t>());
+    } catch (const Error& e) {
+      stop_on_write_error(e.what());
+    }
+  }
+
+  [[noreturn]] void stop_on_write_error(const std::string& what) const {
+    fail(what, "; training stopped at this step (the latest checkpoint is ",
+         result_.checkpoint.empty() ? std::string("(none yet)") : result_.checkpoint,
+         "). Free space, then continue with --resume");
+  }
+
+  void check_log_file() const {
+    if (const std::optional<std::string> e = log_file_write_error()) stop_on_write_error(*e);
   }
 
   // Weighted mean validation loss over up to eval.steps global batches from the start of
@@ -440,7 +455,20 @@ class Trainer {
     return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
   }
 
+  // A checkpoint that cannot be written (a full disk) leaves the previous one as `latest`
+  // (checkpoint.cpp removes the partial directory) and stops the run, saying which is kept.
   void checkpoint(int64_t step, double loss) {
+    try {
+      write_checkpoint(step, loss);
+    } catch (const Error& e) {
+      fail("the checkpoint of step ", step, " could not be written: ", e.what(),
+           "; training stopped (the latest checkpoint is still ",
+           result_.checkpoint.empty() ? std::string("(none yet)") : result_.checkpoint,
+           "). Free space, then continue with --resume");
+    }
+  }
+
+  void write_checkpoint(int64_t step, double loss) {
     CheckpointManifest man;
     man.step = step;
     man.tokens_seen = tokens_seen_;
@@ -493,9 +521,8 @@ class Trainer {
   uint64_t tokens_seen_ = 0;
   uint64_t tokens_since_log_ = 0;
   Clock::time_point last_log_;
-  std::ofstream metrics_;
+  std::unique_ptr<RecordFile> metrics_;              // RUN_DIR/metrics.jsonl, on the main rank
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // with log.tensorboard, on the main rank
-  std::string metrics_path_;
   std::vector<std::string> config_changes_;  // carried into every checkpoint's manifest
 };
 

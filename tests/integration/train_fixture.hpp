@@ -269,6 +269,8 @@ class Child {
   int status() const { return status_; }
   // The child's peak resident set (KiB), once it has been reaped.
   long max_rss_kb() const { return reaped_ ? usage_.ru_maxrss : 0; }
+  // The child's peak resident set in bytes (its own, from wait4), once it has ended.
+  uint64_t peak_rss_bytes() const { return static_cast<uint64_t>(usage_.ru_maxrss) * 1024; }
   bool exited_ok() const { return reaped_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
   std::string log() const { return slurp(log_); }
 

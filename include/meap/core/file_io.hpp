@@ -35,6 +35,12 @@ void fsync_file(const std::string& path);
 // Writes `data` to path + ".tmp", fsyncs, renames over `path`, fsyncs the directory; on
 // failure the temporary file is removed and the old `path` is untouched.
 void write_file_atomic(const std::string& path, std::string_view data);
+// Copies the regular file `from` to `to` through `to` + ".tmp" (fsynced, then renamed over
+// `to`). Errors carry the errno text and name the file that failed -- "cannot read 'FROM'",
+// "cannot write 'TO.tmp': No space left on device" -- where std::filesystem::copy_file
+// reports a short copy (a full disk) as "Input/output error". On failure `to` is untouched
+// and the temporary file removed.
+void copy_file_durable(const std::string& from, const std::string& to);
 
 // The temporary file of a write made piece by piece: on any exit before commit_as() it is
 // closed and removed, so a failed write leaves neither a half-written target nor a stray

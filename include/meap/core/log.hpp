@@ -3,6 +3,7 @@
 // with a log directory every rank also keeps its own file. Colour only on a terminal.
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace meap {
@@ -19,7 +20,12 @@ void setup_logging(int rank, bool launched);
 std::string log_to_rank_file(const std::string& dir);
 
 // The final error of a failed command into this rank's log file, when there is one (main
-// prints it to the console itself).
+// prints it to the console itself). Never throws (a full disk is what may have failed).
 void log_error_to_file(const std::string& message);
+
+// The first failed write to the log file ("Failed writing to file PATH: No space left on
+// device"), when one failed: spdlog reports it to an error handler rather than to the
+// caller, which records it here (and says it once on stderr) for the trainer to stop on.
+std::optional<std::string> log_file_write_error();
 
 }  // namespace meap

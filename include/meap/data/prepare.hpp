@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meap/data/token_shard.hpp"
@@ -77,6 +78,17 @@ struct PrepareSummary {
 // out_dir/prepare.json (or shards of an interrupted run) without `force`, and for I/O
 // failures; a run that fails after writing shards removes them again.
 PrepareSummary prepare_corpus(const PrepareOptions& options);
+
+// The ids of one document as prepare_corpus writes them: tokenizer.encode(doc) for a
+// document of at most max_piece_bytes, else the ids of consecutive pieces of at most that
+// many bytes, each cut just before a space or newline where there is one in the last half
+// of the piece (else at a UTF-8 character boundary), so that a tokenizer's memory stays
+// bounded on a huge one-line document. For meap's own SentencePiece models and byte-level
+// BPE tokenizers a cut before a space or newline gives the ids of the whole text.
+std::vector<int32_t> encode_document(const Tokenizer& tokenizer, std::string_view doc,
+                                     size_t max_piece_bytes);
+// The max_piece_bytes prepare_corpus uses (256 KiB).
+size_t max_encode_piece_bytes();
 
 // Whether document `ordinal` (0-based, in corpus order, empty documents not counted) hashes
 // into the validation split: a Philox draw of (seed, ordinal) below val_fraction. This decides

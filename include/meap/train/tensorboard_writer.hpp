@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 
 namespace meap {
+
+class RecordFile;
 
 // CRC-32C (Castagnoli), as TFRecord frames use it.
 uint32_t crc32c(const void* data, size_t n);
@@ -24,8 +26,10 @@ class TensorBoardWriter {
   TensorBoardWriter(const TensorBoardWriter&) = delete;
   TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
 
-  // One scalar event (a float, as TensorBoard stores simple values) at `step`, flushed so a
-  // running TensorBoard sees it and a crash loses nothing written before.
+  // One scalar event (a float, as TensorBoard stores simple values) at `step`, written at
+  // once so a running TensorBoard sees it and a crash loses nothing written before. A
+  // record that cannot be written (a full disk) is cut off whole and reported naming the
+  // file (RecordFile), so the file stays readable.
   void add_scalar(std::string_view tag, double value, int64_t step);
 
   const std::string& path() const { return path_; }
@@ -34,7 +38,7 @@ class TensorBoardWriter {
   void write_record(const std::string& event);  // TFRecord framing
 
   std::string path_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<RecordFile> file_;
 };
 
 }  // namespace meap
