@@ -1,46 +1,18 @@
 // A small host-side emulator for the CUDA kernels in kernels/*.cuh, so their real source --
 // indexing, tiling, masking, fragment layouts, shared memory, barriers, warp collectives --
-// runs on a machine without a GPU. Every CUDA thread of a CTA is a coroutine; __syncthreads,
-// __syncwarp and the warp collectives (shuffles, ldmatrix, mma) are barriers between them.
-// A collective's results are computed for the whole warp at once by the last lane to arrive,
-// from what every lane posted, as the hardware does. ldmatrix and mma.m16n8k16 are
-// implemented straight from the PTX ISA's definitions of their register fragments ("Matrix
-// Fragments for mma.m16n8k16 with floating point type", "ldmatrix"), independently of how
-// the kernels use them; a kernel that indexes fragments wrongly computes wrong results here.
-// cp.async completes immediately.
-//
-// Also checked: every lane of a warp reaches the same collective (or __syncwarp), and warp
-// collectives run in full warps with the full mask; ldmatrix / cp.async addresses are 16-byte
-// aligned and inside the launch's shared memory; a CTA cannot deadlock (a barrier some thread
-// never reaches is reported); launch configurations CUDA would reject (more than 1024
-// threads, grid.y or grid.z above 65535, ...) throw. Shared memory -- the launch's dynamic
-// shared memory and every static __shared__ variable of an emulated kernel -- starts each CTA
-// as 0xff bytes (NaN in fp32, bf16 and fp64), so reading what this CTA never wrote shows up in
-// the results. The scheduler is greedy: it always resumes the first runnable thread in a
-// fixed order (warp 0 first, or the last warp first), so one warp runs as far ahead of the
-// others as the barriers allow -- a missing __syncthreads around a shared buffer lets it
-// overwrite data the others still need (or read data not yet written), and the results show
-// it. CTAs run one after another, in order.
-//
-// Not emulated: the memory model beyond what barriers order (each access takes effect at
-// once), atomics (no kernel uses them), shuffles with a partial mask or width,
-// __syncthreads_or / _and / _count, and the device's floating-point details: nvcc contracts
-// a * b + c into one FMA where it can (the host compiler here does not), and the device's
-// expf / logf (no --use_fast_math: at most 2 / 1 ulp from the exact result) differ from
-// glibc's in the last bits; sqrtf and fp32 division are correctly rounded on both, and no
-// kernel uses a fast-math intrinsic (__expf, rsqrtf, __frcp_rn, ...). Kernels are therefore
-// checked against the CPU backend within a tolerance, and for determinism (the same bits
-// under both schedules), never for bit equality with a GPU.
+// runs on a machine without a GPU: every CUDA thread of a CTA is a coroutine, __syncthreads,
+// __syncwarp and the warp collectives are barriers between them, and a collective's results
+// are computed for the whole warp at once by the last lane to arrive. ldmatrix and
+// mma.m16n8k16 follow the PTX ISA's definitions of their register fragments, independently of
+// how the kernels use them. What it checks, its greedy scheduler, the 0xff (NaN) shared memory
+// and what it does not emulate (the memory model, atomics, partial-mask shuffles, the device's
+// FMA contraction and expf / logf bits): docs/kernels.md, "Host emulation".
 //
 // The launchers and the CUDA backend reach it through kernels/cuda_check.hpp when compiled
-// with MEAP_CUDA_EMULATION by the host compiler (never by nvcc; the test target
-// meap_emulated_cuda, tests/CMakeLists.txt): it defines the CUDA names the kernels use, the
-// part of the runtime the launchers and CudaBackend call (memory is host memory, streams are
-// null, every call completes before it returns), and stand-ins for what it does not emulate:
-// CUB's radix sort (a std::stable_sort by the same key bits, stable as CUB's LSD sort is).
-// A __global__ function becomes a static inline host function; its static __shared__
-// variables are function-local statics placed in the section meap_emu_shared, which the
-// emulator poisons before every CTA (the linker's __start_/__stop_ symbols bound it).
+// with MEAP_CUDA_EMULATION by the host compiler (never by nvcc; tests/CMakeLists.txt). A
+// __global__ function becomes a static inline host function; its static __shared__ variables
+// are function-local statics in the section meap_emu_shared, which the emulator poisons before
+// every CTA (the linker's __start_ / __stop_ symbols bound it).
 #pragma once
 
 #include <ucontext.h>

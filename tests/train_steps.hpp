@@ -13,21 +13,12 @@
 #include "meap/backend/backend.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/core/rng.hpp"
+#include "fixtures.hpp"
 
 namespace meap::testing {
 
 // The small GQA model (4 query heads sharing 2 kv heads) the step tests train.
-inline ModelConfig small_gqa() {
-  ModelConfig c;
-  c.vocab_size = 32;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 64;
-  c.max_seq_len = 16;
-  return c;
-}
+inline ModelConfig small_gqa() { return meap_test::tiny_llama(32, 32, 64, 16); }
 
 struct StepBatch {
   std::vector<int32_t> inputs, targets;  // (B, T) each

@@ -68,14 +68,6 @@ class ProgressBar {
   int last_decile_ = 0;
 };
 
-std::string shard_names(const std::vector<ShardEntry>& shards) {
-  if (shards.empty()) return "none";
-  auto name = [](const ShardEntry& e) { return std::filesystem::path(e.path).filename().string(); };
-  std::string s = str_cat(shards.size(), " (", name(shards.front()));
-  if (shards.size() > 1) s += str_cat(" .. ", name(shards.back()));
-  return s + ")";
-}
-
 // Sequences of seq_len the streamer cuts from `tokens` (consecutive ones share a token).
 uint64_t sequences_of(uint64_t tokens, int64_t seq_len) {
   return tokens > 0 ? (tokens - 1) / static_cast<uint64_t>(seq_len) : 0;

@@ -2,7 +2,6 @@
 // SFT shards (tokens + roles) out (the pipeline is meap::prepare_sft; this file parses the
 // options and prints the summary).
 #include <cstdio>
-#include <filesystem>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -12,18 +11,6 @@
 #include "meap/data/sft_prepare.hpp"
 
 namespace meap::cli {
-
-namespace {
-
-std::string shard_names(const std::vector<ShardEntry>& shards) {
-  if (shards.empty()) return "none";
-  auto name = [](const ShardEntry& e) { return std::filesystem::path(e.path).filename().string(); };
-  std::string s = str_cat(shards.size(), " (", name(shards.front()));
-  if (shards.size() > 1) s += str_cat(" .. ", name(shards.back()));
-  return s + ")";
-}
-
-}  // namespace
 
 int prepare_sft_command(const Args& args) {
   CommandLine cli(

@@ -1,6 +1,8 @@
 #include "meap/core/checksum.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
@@ -46,8 +48,15 @@ std::string bytes_checksum(const void* data, size_t n) {
 }
 
 uint64_t file_xxh3(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) fail("cannot read ", path, ": ", std::strerror(errno));
+  // O_NONBLOCK: a FIFO fails the regular-file check below instead of blocking the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail("cannot read ", path, ": ", std::strerror(errno));
+  std::unique_ptr<FILE, int (*)(FILE*)> f(::fdopen(fd, "rb"), &std::fclose);
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
+    fail("cannot read ", path, ": ", std::strerror(err));
+  }
   struct stat st {};
   if (::fstat(::fileno(f.get()), &st) != 0) fail("cannot stat ", path, ": ", std::strerror(errno));
   if (!S_ISREG(st.st_mode)) fail("cannot read ", path, ": not a regular file");

@@ -2,6 +2,8 @@
 // scalar types, overrides, and YAML out again. No key of any layer is named here.
 #include "meap/core/config_schema.hpp"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <sstream>
 
 #include "meap/core/error.hpp"
 
@@ -331,21 +334,75 @@ class ConfigSchemaReader {
   }
 };
 
+namespace {
+
+// Counts parser events and documents, and stops the parse (by throwing) past a budget.
+class BoundedYamlCounter : public YAML::EventHandler {
+ public:
+  explicit BoundedYamlCounter(uint64_t budget) : budget_(budget) {}
+  struct OverBudget {};
+  void OnDocumentStart(const YAML::Mark&) override { tick(); }
+  void OnDocumentEnd() override { tick(); }
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { tick(); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { tick(); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override { tick(); }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override { tick(); }
+  void OnSequenceEnd() override { tick(); }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override { tick(); }
+  void OnMapEnd() override { tick(); }
+
+ private:
+  void tick() {
+    if (++events_ > budget_) throw OverBudget{};
+  }
+  uint64_t budget_, events_ = 0;
+};
+
+}  // namespace
+
+// The number of YAML documents in `text`, counting stops at `at_most`; meap::Error for a
+// syntax error or a parse of more than `budget` events.
+static int count_yaml_documents(const std::string& text, int at_most, uint64_t budget,
+                                const std::string& source) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  BoundedYamlCounter counter(budget);
+  int documents = 0;
+  try {
+    while (documents < at_most && parser.HandleNextDocument(counter)) ++documents;
+  } catch (const YAML::ParserException& e) {
+    fail(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg);
+  } catch (const BoundedYamlCounter::OverBudget&) {
+    fail(source, " is not a config: its YAML parse went past ", budget, " events for ",
+         text.size(), " bytes");
+  }
+  return documents;
+}
+
 void ConfigSchema::read_erased(void* root, const std::string& yaml_text,
                                const std::vector<std::string>& overrides,
                                const std::string& source) const {
   const ConfigSchemaReader reader(*this);
-  std::vector<YAML::Node> docs;
+  // Counted first, by events, with a budget: yaml-cpp 0.7's LoadAll never returns on some
+  // garbage (a 160-byte random file grew it past 2 GB, tests/fault), and a config is one
+  // document of at most a few events per byte.
+  const uint64_t event_budget = 1000 + 8 * static_cast<uint64_t>(yaml_text.size());
+  constexpr int kCounted = 100;
+  const int documents = count_yaml_documents(yaml_text, kCounted, event_budget, source);
+  if (documents > 1)
+    fail(source, " holds ", documents, documents == kCounted ? " or more" : "",
+         " YAML documents (separated by '---'); a config is one document");
+  YAML::Node doc;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    if (documents == 1) doc = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     fail(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg);
   }
-  if (docs.size() > 1)
-    fail(source, " holds ", docs.size(), " YAML documents (separated by '---'); a config is "
-         "one document");
   std::map<std::string, Value> values;
-  if (!docs.empty() && !docs[0].IsNull()) reader.collect(docs[0], "", source, values);
+  if (doc.IsDefined() && !doc.IsNull()) reader.collect(doc, "", source, values);
   for (const auto& o : overrides) reader.apply_override(o, source, values);
   for (const Key& key : keys_)  // table order, so the first error is the earliest key
     if (auto it = values.find(key.name); it != values.end())

@@ -35,7 +35,8 @@ uint64_t check_small_file(const std::string& path, uint64_t max_bytes, std::stri
 
 std::string read_small_file(const std::string& path, uint64_t max_bytes, std::string_view what) {
   check_small_file(path, max_bytes, what);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a file swapped for a FIFO after the check must not block the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     fail("cannot read ", what, " '", path, "': ", std::strerror(err));
@@ -118,6 +119,33 @@ void write_file_atomic(const std::string& path, std::string_view data) {
   }
   const std::string parent = std::filesystem::path(path).parent_path().string();
   fsync_directory(parent.empty() ? "." : parent);
+}
+
+TempFile::TempFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail("create", path_, errno);
+}
+
+TempFile::~TempFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(path_.c_str());
+}
+
+void TempFile::sync_and_close() {
+  if (::fsync(fd_) != 0) io_fail("fsync", path_, errno);
+  const int fd = fd_;
+  fd_ = -1;  // close() releases the descriptor even when it reports an error
+  if (::close(fd) != 0) io_fail("close", path_, errno);
+}
+
+void TempFile::commit_as(const std::string& target) {
+  if (::rename(path_.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    fail("cannot rename '", path_, "' to '", target, "': ", std::strerror(err));
+  }
+  committed_ = true;
+  const std::string dir = std::filesystem::path(target).parent_path().string();
+  fsync_directory(dir.empty() ? "." : dir);
 }
 
 }  // namespace meap

@@ -1,14 +1,7 @@
 #include "meap/core/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <bit>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -18,10 +11,8 @@
 
 namespace meap {
 
-// Tensor bytes go to and from disk with memcpy; the format is little endian.
-static_assert(std::endian::native == std::endian::little,
-              "meap's safetensors code assumes a little-endian host");
-
+// Tensor bytes go to and from disk with memcpy; the format is little endian (as
+// mapped_file.hpp asserts of the host).
 namespace {
 
 using Json = nlohmann::json;
@@ -60,75 +51,6 @@ bool is_valid_utf8(const std::string& s) {
   } catch (const Json::exception&) {
     return false;
   }
-}
-
-
-
-// Owns the temporary file of a write: on any exit before commit() it closes and removes it,
-// so a failed write leaves neither a half-written target nor a stray .tmp behind.
-class TempFile {
- public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) io_fail("create", path_, errno);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-
-  void sync_and_close() {
-    if (::fsync(fd_) != 0) io_fail("fsync", path_, errno);
-    const int fd = fd_;
-    fd_ = -1;  // close() releases the descriptor even when it reports an error
-    if (::close(fd) != 0) io_fail("close", path_, errno);
-  }
-
-  void commit_as(const std::string& target) {
-    if (::rename(path_.c_str(), target.c_str()) != 0) {
-      const int err = errno;
-      fail("cannot rename '", path_, "' to '", target, "': ", std::strerror(err));
-    }
-    committed_ = true;
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-
-std::vector<char> read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) io_fail("open", path, errno);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) io_fail("stat", path, errno);
-  if (!S_ISREG(st.st_mode)) fail("cannot read '", path, "': not a regular file");
-
-  std::vector<char> bytes(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const size_t chunk = std::min<size_t>(bytes.size() - done, size_t{1} << 30);
-    const ssize_t r = ::read(fd, bytes.data() + done, chunk);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      io_fail("read", path, errno);
-    }
-    if (r == 0) fail("cannot read '", path, "': the file shrank while being read");
-    done += static_cast<size_t>(r);
-  }
-  return bytes;
 }
 
 uint64_t get_u64(const Json& v, const std::string& path, const std::string& name,
@@ -273,9 +195,6 @@ void SafetensorsWriter::write(const std::string& path) const {
     write_all(tmp.fd(), entry.bytes.data(), entry.bytes.size(), tmp.path());
   tmp.sync_and_close();
   tmp.commit_as(path);
-
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  fsync_directory(dir.empty() ? "." : dir);
 }
 
 // ---- SafetensorsFile ----------------------------------------------------------------
@@ -283,27 +202,22 @@ void SafetensorsWriter::write(const std::string& path) const {
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
-  f.bytes_ = read_whole_file(path);
-  const std::vector<char>& b = f.bytes_;
-
-  if (b.size() < 8)
-    fail(path, ": not a safetensors file: ", b.size(),
-         " bytes is shorter than the 8-byte header length (truncated?)");
-  uint64_t header_len = 0;
-  for (int i = 0; i < 8; ++i)
-    header_len |= uint64_t{static_cast<unsigned char>(b[i])} << (8 * i);
+  f.file_ = MappedFile::open(path, "safetensors file", "a", 8);
+  const auto* b = reinterpret_cast<const char*>(f.file_.data());
+  const uint64_t size = f.file_.size();
+  const uint64_t header_len = load_le<uint64_t>(f.file_.data());
   if (header_len > kMaxHeaderBytes)
     fail(path, ": header length ", header_len,
          " exceeds the 100 MB limit; this is not a safetensors file or it is corrupt");
-  if (header_len > b.size() - 8)
-    fail(path, ": header length ", header_len, " exceeds the ", b.size() - 8,
+  if (header_len > size - 8)
+    fail(path, ": header length ", header_len, " exceeds the ", size - 8,
          " bytes that follow it; the file is truncated or corrupt");
   f.data_start_ = 8 + static_cast<size_t>(header_len);
-  const size_t data_size = b.size() - f.data_start_;
+  const size_t data_size = size - f.data_start_;
 
   Json header;
   try {
-    header = Json::parse(b.data() + 8, b.data() + f.data_start_);
+    header = Json::parse(b + 8, b + f.data_start_);
   } catch (const Json::exception& e) {
     fail(path, ": the header is not valid JSON (corrupt file?): ", e.what());
   }
@@ -338,7 +252,7 @@ const SafetensorsTensorInfo& SafetensorsFile::info(const std::string& name) cons
 }
 
 const void* SafetensorsFile::data(const std::string& name) const {
-  return bytes_.data() + data_start_ + info(name).offset;
+  return file_.data() + data_start_ + info(name).offset;
 }
 
 void SafetensorsFile::read(const std::string& name, DType dtype,
@@ -347,7 +261,7 @@ void SafetensorsFile::read(const std::string& name, DType dtype,
   if (t.dtype != dtype || t.shape != shape)
     fail("tensor '", name, "' in ", path_, ": expected ", dtype_name(dtype), " ",
          shape_string(shape), ", found ", dtype_name(t.dtype), " ", shape_string(t.shape));
-  if (t.nbytes > 0) std::memcpy(dst, bytes_.data() + data_start_ + t.offset, t.nbytes);
+  if (t.nbytes > 0) std::memcpy(dst, file_.data() + data_start_ + t.offset, t.nbytes);
 }
 
 }  // namespace meap

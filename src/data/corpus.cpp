@@ -81,9 +81,11 @@ uint64_t size_of(const fs::path& p) {
 
 bool is_blank(std::string_view s) { return std::all_of(s.begin(), s.end(), is_space); }
 
-std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs,
-                                          const std::vector<std::string>& exclude_dirs) {
-  if (inputs.empty()) fail("no input files or directories given");
+std::vector<std::string> list_input_files(const std::vector<std::string>& inputs,
+                                          const std::vector<std::string>& exclude_dirs,
+                                          bool (*wanted)(const std::string& name),
+                                          const char* kind, const char* wanted_names) {
+  if (inputs.empty()) fail("no ", kind, "input files or directories given");
   std::vector<fs::path> excluded;
   for (const std::string& d : exclude_dirs) {
     std::error_code ec;
@@ -95,13 +97,15 @@ std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs
     return !ec && std::find(excluded.begin(), excluded.end(), c) != excluded.end();
   };
 
-  std::vector<CorpusFile> files;
+  std::vector<std::string> files;
   for (const std::string& input : inputs) {
     std::error_code ec;
     const fs::file_status st = fs::status(input, ec);
     if (ec || !fs::exists(st)) fail("input '", input, "' does not exist");
     if (fs::is_regular_file(st)) {
-      files.push_back({input, format_of(input), size_of(input)});
+      if (wanted && !wanted(fs::path(input).filename().string()))
+        fail("input '", input, "': ", kind, "inputs are ", wanted_names, " files");
+      files.push_back(input);
       continue;
     }
     if (!fs::is_directory(st))
@@ -122,14 +126,25 @@ std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs
         if (is_excluded(p)) it.disable_recursion_pending();
         continue;
       }
-      if (it->is_regular_file(ec)) found.push_back(p);
+      if (it->is_regular_file(ec) && (!wanted || wanted(p.filename().string())))
+        found.push_back(p);
     }
     // Directory iteration order is whatever the filesystem gives; sorting makes the document
     // numbering (and so the validation split and the shards) reproducible.
     std::sort(found.begin(), found.end());
-    for (const fs::path& p : found) files.push_back({p.string(), format_of(p), size_of(p)});
+    for (const fs::path& p : found) files.push_back(p.string());
   }
-  if (files.empty()) fail("the inputs hold no files (hidden files are skipped)");
+  if (files.empty())
+    fail("the inputs hold no ", wanted ? str_cat(wanted_names, " file") : "files",
+         " (hidden files are skipped)");
+  return files;
+}
+
+std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs,
+                                          const std::vector<std::string>& exclude_dirs) {
+  std::vector<CorpusFile> files;
+  for (const std::string& f : list_input_files(inputs, exclude_dirs, nullptr, "", ""))
+    files.push_back({f, format_of(f), size_of(f)});
   return files;
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "meap/core/error.hpp"
+#include "meap/data/python_random.hpp"
 
 namespace meap {
 
@@ -41,7 +42,19 @@ MeapMasker::MeapMasker(MaskerConfig config) : config_(config), key_(philox_key(c
 }
 
 int64_t MeapMasker::mask_count(int64_t seq_len) const {
-  return static_cast<int64_t>(std::llround(config_.mask_ratio * static_cast<double>(seq_len)));
+  const double pt = config_.mask_ratio * static_cast<double>(seq_len);
+  if (config_.sampling == MaskSampling::authors_code)  // max(1, int(P * T)): truncation
+    return config_.mask_ratio > 0.0 ? std::max<int64_t>(1, static_cast<int64_t>(pt)) : 0;
+  return static_cast<int64_t>(std::llround(pt));
+}
+
+std::vector<int64_t> MeapMasker::authors_code_positions(uint64_t step, int64_t seq_len,
+                                                        int64_t k) {
+  if (seq_len < 2)
+    fail("data.meap.sampling: authors_code draws from range(0, T - 1) and needs data.seq_len "
+         ">= 2, got ", seq_len);
+  PythonRandom rng(50 + step % 51);
+  return rng.sample_range(seq_len - 1, k);
 }
 
 // Floyd's sampling (Bentley & Floyd, CACM 1987): a uniform k-subset of n eligible positions
@@ -50,12 +63,37 @@ int64_t MeapMasker::mask_count(int64_t seq_len) const {
 // hold mask_id exactly at the chosen positions), so the only scratch is the eligible list.
 template <class IsSelected, class Select>
 void MeapMasker::sample(const int32_t* tokens, int64_t seq_len, uint64_t epoch,
-                        uint64_t global_index, IsSelected&& is_selected, Select&& select) const {
+                        uint64_t global_index, uint64_t step, IsSelected&& is_selected,
+                        Select&& select) const {
   int64_t k = mask_count(seq_len);
   if (k == 0) return;
+  const int32_t bos = config_.bos_id, eos = config_.eos_id;
+  if (config_.sampling == MaskSampling::authors_code) {
+    // One pattern per (step % 51, T): every sequence of a step shares it, so each thread
+    // keeps the last one (a step's sequences come one after another).
+    struct Cached {
+      uint64_t seed = UINT64_MAX;
+      int64_t seq_len = -1, k = -1;
+      std::vector<int64_t> positions;
+    };
+    thread_local Cached cache;
+    const uint64_t seed = step % 51;
+    if (cache.seed != seed || cache.seq_len != seq_len || cache.k != k) {
+      cache.positions = authors_code_positions(step, seq_len, k);
+      cache.seed = seed;
+      cache.seq_len = seq_len;
+      cache.k = k;
+    }
+    for (const int64_t pos : cache.positions) {
+      const int32_t tok = tokens[pos];
+      if (config_.keep_special_unmasked && ((bos >= 0 && tok == bos) || (eos >= 0 && tok == eos)))
+        continue;
+      select(pos);
+    }
+    return;
+  }
   int64_t n = seq_len;
   const int32_t* eligible = nullptr;  // (n) input positions that may be masked; null = all
-  const int32_t bos = config_.bos_id, eos = config_.eos_id;
   if (config_.keep_special_unmasked && (bos >= 0 || eos >= 0)) {
     // Grows to the longest sequence seen on this thread, then is reused.
     thread_local std::vector<int32_t> scratch;
@@ -94,7 +132,7 @@ void MeapMasker::check_source(const int32_t* tokens, int64_t seq_len, uint64_t e
 
 void MeapMasker::make_example(const int32_t* tokens, int64_t seq_len, uint64_t epoch,
                               uint64_t global_index, int32_t* inputs, int32_t* targets,
-                              float* weights) const {
+                              float* weights, uint64_t step) const {
   check_call(seq_len, epoch);
   check_source(tokens, seq_len, epoch, global_index);
   const size_t bytes = static_cast<size_t>(seq_len) * sizeof(int32_t);
@@ -103,17 +141,18 @@ void MeapMasker::make_example(const int32_t* tokens, int64_t seq_len, uint64_t e
   std::fill(weights, weights + seq_len, 1.0f);
   const int32_t m = config_.mask_id;
   sample(
-      tokens, seq_len, epoch, global_index, [&](int64_t p) { return inputs[p] == m; },
+      tokens, seq_len, epoch, global_index, step, [&](int64_t p) { return inputs[p] == m; },
       [&](int64_t p) { inputs[p] = m; });
 }
 
 std::vector<int64_t> MeapMasker::mask_positions(const int32_t* tokens, int64_t seq_len,
-                                                uint64_t epoch, uint64_t global_index) const {
+                                                uint64_t epoch, uint64_t global_index,
+                                                uint64_t step) const {
   check_call(seq_len, epoch);
   check_source(tokens, seq_len, epoch, global_index);
   std::vector<uint8_t> taken(static_cast<size_t>(seq_len), 0);
   sample(
-      tokens, seq_len, epoch, global_index, [&](int64_t p) { return taken[p] != 0; },
+      tokens, seq_len, epoch, global_index, step, [&](int64_t p) { return taken[p] != 0; },
       [&](int64_t p) { taken[p] = 1; });
   std::vector<int64_t> positions;
   for (int64_t p = 0; p < seq_len; ++p)

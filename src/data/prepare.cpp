@@ -28,6 +28,7 @@
 #include "meap/core/human_format.hpp"
 #include "meap/core/rng.hpp"
 #include "meap/data/tokenizer.hpp"
+#include "data/shard_series.hpp"
 
 namespace fs = std::filesystem;
 
@@ -110,69 +111,7 @@ class SplitDecider {
   uint64_t n_ = 0, n_train_ = 0, n_val_ = 0;
 };
 
-// One split's shard files: a continuous token stream cut every `shard_tokens` tokens. A shard
-// is opened only when a token needs it, so a split with no documents writes no file.
-class ShardSeries {
- public:
-  ShardSeries(fs::path dir, std::string prefix, uint64_t shard_tokens, uint32_t vocab_size,
-              SpecialTokens special, uint64_t tokenizer_checksum)
-      : dir_(std::move(dir)),
-        prefix_(std::move(prefix)),
-        shard_tokens_(shard_tokens),
-        vocab_size_(vocab_size),
-        special_(special),
-        tokenizer_checksum_(tokenizer_checksum) {}
-
-  void append(const int32_t* tokens, size_t n) {
-    while (n > 0) {
-      if (!current_) {
-        char name[64];
-        std::snprintf(name, sizeof name, "%s-%05zu.bin", prefix_.c_str(), done_.size());
-        current_.emplace((dir_ / name).string(), vocab_size_, special_, tokenizer_checksum_);
-      }
-      const size_t k =
-          static_cast<size_t>(std::min<uint64_t>(n, shard_tokens_ - current_->n_tokens()));
-      current_->append(tokens, k);
-      tokens += k;
-      n -= k;
-      total_ += k;
-      if (current_->n_tokens() == shard_tokens_) commit();
-    }
-  }
-
-  void finish() {
-    if (current_) commit();
-  }
-
-  // Best effort, for a failed run: the shards it committed describe a corpus it never
-  // finished. (An uncommitted writer removes its own temporary file.)
-  void remove_committed() noexcept {
-    for (const ShardEntry& s : done_) {
-      std::error_code ec;
-      fs::remove(s.path, ec);
-    }
-  }
-
-  uint64_t total() const { return total_; }
-  const std::vector<ShardEntry>& shards() const { return done_; }
-
- private:
-  void commit() {
-    current_->finish();
-    done_.push_back({current_->path(), current_->n_tokens()});
-    current_.reset();
-  }
-
-  fs::path dir_;
-  std::string prefix_;
-  uint64_t shard_tokens_;
-  uint32_t vocab_size_;
-  SpecialTokens special_;
-  uint64_t tokenizer_checksum_;
-  std::optional<ShardWriter> current_;
-  std::vector<ShardEntry> done_;
-  uint64_t total_ = 0;
-};
+using TokenShardSeries = ShardSeries<ShardWriter>;
 
 // A chunk of consecutive documents, encoded by one worker.
 struct EncodeJob {
@@ -252,9 +191,9 @@ class EncodePool {
 };
 
 // Removes a file when it goes out of scope (the tokenizer's training text).
-struct TempFile {
+struct RemovedOnExit {
   fs::path path;
-  ~TempFile() {
+  ~RemovedOnExit() {
     std::error_code ec;
     fs::remove(path, ec);
   }
@@ -297,7 +236,7 @@ void say(const PrepareOptions& o, const std::string& message) {
 // than tokenizer_sample_bytes) written as one sentence per line, then SentencePiece BPE.
 void train_tokenizer(const PrepareOptions& o, const std::vector<CorpusFile>& files,
                      const fs::path& dir) {
-  TempFile text{dir / ".tokenizer-train.txt"};
+  RemovedOnExit text{dir / ".tokenizer-train.txt"};
   const uint64_t max_lines = static_cast<uint64_t>(TokenizerTrainOptions{}.max_sentences);
   uint64_t total = 0;
   for (const CorpusFile& f : files) total += f.bytes;
@@ -388,20 +327,7 @@ fs::path copy_tokenizer(const std::string& source, const fs::path& dir) {
 // Shard files (and their temporary files) of an earlier run in `dir`.
 std::vector<fs::path> existing_shards(const fs::path& dir) {
   static const std::regex pattern(R"((train|val)-[0-9]{5,}\.bin(\.tmp)?)");
-  std::vector<fs::path> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (std::regex_match(it->path().filename().string(), pattern)) found.push_back(it->path());
-  std::sort(found.begin(), found.end());
-  return found;
-}
-
-
-nlohmann::ordered_json shard_list(const std::vector<ShardEntry>& shards) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const ShardEntry& s : shards)
-    list.push_back({{"file", fs::path(s.path).filename().string()}, {"tokens", s.n_tokens}});
-  return list;
+  return files_matching(dir, pattern);
 }
 
 // The manifest holds no timings or thread counts: the output directory is reproducible bit
@@ -466,6 +392,14 @@ void validate(const PrepareOptions& o) {
 }
 
 }  // namespace
+
+std::string shard_names(const std::vector<ShardEntry>& shards) {
+  if (shards.empty()) return "none";
+  auto name = [](const ShardEntry& e) { return fs::path(e.path).filename().string(); };
+  std::string s = str_cat(shards.size(), " (", name(shards.front()));
+  if (shards.size() > 1) s += str_cat(" .. ", name(shards.back()));
+  return s + ")";
+}
 
 bool hashes_to_val(uint64_t seed, uint64_t ordinal, double val_fraction) {
   return uniform01(seed, kStreamValSplit, ordinal) < val_fraction;
@@ -537,12 +471,12 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
 
   // ---- encoding: documents read here, encoded by the pool, written here in corpus order
   const uint32_t vocab = static_cast<uint32_t>(s.vocab_size);
-  ShardSeries train(dir, "train", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
-  ShardSeries val(dir, "val", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
+  TokenShardSeries train(dir, "train", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
+  TokenShardSeries val(dir, "val", o.shard_tokens, vocab, s.special, s.tokenizer_checksum);
   const int32_t eos = s.special.eos;
   std::vector<uint64_t> train_counts(vocab, 0);  // for the unigram-entropy baseline
   auto emit = [&](std::vector<int32_t>&& tokens, bool is_val, uint64_t) {
-    ShardSeries& out = is_val ? val : train;
+    TokenShardSeries& out = is_val ? val : train;
     out.append(tokens.data(), tokens.size());
     out.append(&eos, 1);
     if (!is_val) {

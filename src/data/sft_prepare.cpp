@@ -14,8 +14,9 @@
 #include "meap/core/error.hpp"
 #include "meap/core/file_io.hpp"
 #include "meap/data/line_reader.hpp"
-#include "meap/data/corpus.hpp"  // is_blank
+#include "meap/data/corpus.hpp"  // is_blank, list_input_files
 #include "meap/data/tokenizer.hpp"
+#include "data/shard_series.hpp"
 
 namespace fs = std::filesystem;
 
@@ -34,66 +35,11 @@ bool is_sft_name(const std::string& name) {
   return false;
 }
 
-// One split's shards: whole samples, a new file when the next sample would pass
-// shard_tokens (a sample longer than that gets a shard of its own).
-class SftShardSeries {
- public:
-  SftShardSeries(fs::path dir, std::string prefix, uint64_t shard_tokens, uint32_t vocab,
-                 SpecialTokens special, uint64_t tokenizer_checksum)
-      : dir_(std::move(dir)), prefix_(std::move(prefix)), shard_tokens_(shard_tokens),
-        vocab_(vocab), special_(special), tokenizer_checksum_(tokenizer_checksum) {}
-
-  void append(const SftSample& s) {
-    if (current_ && current_->n_tokens() + s.tokens.size() > shard_tokens_) commit();
-    if (!current_) {
-      char name[64];
-      std::snprintf(name, sizeof name, "%s-%05zu.bin", prefix_.c_str(), done_.size());
-      current_.emplace((dir_ / name).string(), vocab_, special_, tokenizer_checksum_);
-    }
-    current_->append(s.tokens.data(), s.roles.data(), s.tokens.size());
-  }
-  void finish() {
-    if (current_) commit();
-  }
-  void remove_committed() noexcept {
-    for (const ShardEntry& e : done_) {
-      std::error_code ec;
-      fs::remove(e.path, ec);
-    }
-  }
-  const std::vector<ShardEntry>& shards() const { return done_; }
-
- private:
-  void commit() {
-    current_->finish();
-    done_.push_back({current_->path(), current_->n_tokens()});
-    current_.reset();
-  }
-  fs::path dir_;
-  std::string prefix_;
-  uint64_t shard_tokens_;
-  uint32_t vocab_;
-  SpecialTokens special_;
-  uint64_t tokenizer_checksum_;
-  std::optional<SftShardWriter> current_;
-  std::vector<ShardEntry> done_;
-};
+using SftShardSeries = ShardSeries<SftShardWriter>;
 
 std::vector<fs::path> existing_outputs(const fs::path& dir) {
   static const std::regex pattern(R"(sft-(train|val)-[0-9]{5,}\.bin(\.tmp)?|sft-rejected\.jsonl)");
-  std::vector<fs::path> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (std::regex_match(it->path().filename().string(), pattern)) found.push_back(it->path());
-  std::sort(found.begin(), found.end());
-  return found;
-}
-
-nlohmann::ordered_json shard_list(const std::vector<ShardEntry>& shards) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const ShardEntry& s : shards)
-    list.push_back({{"file", fs::path(s.path).filename().string()}, {"tokens", s.n_tokens}});
-  return list;
+  return files_matching(dir, pattern);
 }
 
 std::string manifest_json(const SftPrepareOptions& o, const SftTemplate& t,
@@ -240,7 +186,8 @@ SftPrepareSummary run(const SftPrepareOptions& o) {
         s.truncated += truncated;
         s.answers_over_50 += answers > 50;
         const bool is_val = hashes_to_val(o.seed, usable++, o.val_fraction);
-        (is_val ? val : train).append(sample);
+        (is_val ? val : train)
+            .append(sample.tokens.data(), sample.roles.data(), sample.tokens.size());
         (is_val ? s.val_samples : s.train_samples) += 1;
         (is_val ? s.val_tokens : s.train_tokens) += sample.tokens.size();
         (is_val ? s.val_answer_tokens : s.train_answer_tokens) += answers;
@@ -292,48 +239,8 @@ uint64_t SftPrepareSummary::rejected_total() const {
 
 std::vector<std::string> list_sft_files(const std::vector<std::string>& inputs,
                                         const std::vector<std::string>& exclude_dirs) {
-  if (inputs.empty()) fail("no SFT input files or directories given");
-  std::vector<fs::path> excluded;
-  for (const std::string& d : exclude_dirs) {
-    std::error_code ec;
-    if (fs::is_directory(d, ec)) excluded.push_back(fs::canonical(d));
-  }
-  auto is_excluded = [&](const fs::path& dir) {
-    std::error_code ec;
-    const fs::path c = fs::canonical(dir, ec);
-    return !ec && std::find(excluded.begin(), excluded.end(), c) != excluded.end();
-  };
-  std::vector<std::string> files;
-  for (const std::string& input : inputs) {
-    std::error_code ec;
-    const fs::file_status st = fs::status(input, ec);
-    if (ec || !fs::exists(st)) fail("input '", input, "' does not exist");
-    if (fs::is_regular_file(st)) {
-      if (!is_sft_name(fs::path(input).filename().string()))
-        fail("input '", input, "': SFT inputs are .jsonl, .jsonl.gz or .jsonl.zst files");
-      files.push_back(input);
-      continue;
-    }
-    if (!fs::is_directory(st)) fail("input '", input, "' is neither a file nor a directory");
-    if (is_excluded(input)) fail("input '", input, "' is the output directory");
-    std::vector<fs::path> found;
-    fs::recursive_directory_iterator it(input, ec);
-    if (ec) fail("cannot read directory '", input, "': ", ec.message());
-    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) fail("cannot read directory '", input, "': ", ec.message());
-      const std::string name = it->path().filename().string();
-      if ((!name.empty() && name[0] == '.') || (it->is_directory(ec) && is_excluded(it->path()))) {
-        if (it->is_directory(ec)) it.disable_recursion_pending();
-        continue;
-      }
-      if (it->is_regular_file(ec) && is_sft_name(name)) found.push_back(it->path());
-    }
-    std::sort(found.begin(), found.end());
-    for (const fs::path& p : found) files.push_back(p.string());
-  }
-  if (files.empty())
-    fail("the inputs hold no .jsonl, .jsonl.gz or .jsonl.zst file (hidden files are skipped)");
-  return files;
+  return list_input_files(inputs, exclude_dirs, is_sft_name, "SFT ",
+                          ".jsonl, .jsonl.gz or .jsonl.zst");
 }
 
 SftPrepareSummary prepare_sft(const SftPrepareOptions& options) {

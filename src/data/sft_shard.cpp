@@ -1,24 +1,12 @@
 #include "meap/data/sft_shard.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <bit>
-#include <cerrno>
 #include <cstring>
 #include <utility>
 
-#include "meap/core/checksum.hpp"
 #include "meap/core/error.hpp"
-#include "meap/core/file_io.hpp"
 
 namespace meap {
-
-static_assert(std::endian::native == std::endian::little,
-              "meap's SFT shard code assumes a little-endian host");
 
 namespace {
 
@@ -32,27 +20,7 @@ constexpr size_t kOffVersion = 8, kOffTokenBytes = 12, kOffNTokens = 16, kOffNSa
                  kOffReserved = 52, kOffTokenizer = 56, kOffChecksum = 64, kOffPadding = 72;
 static_assert(kOffPadding + 24 == kSftShardHeaderBytes);
 
-template <class T>
-T load(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <class T>
-void store(unsigned char* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
 uint64_t round_up8(uint64_t n) { return (n + 7) / 8 * 8; }
-
-bool special_ok(int32_t id, uint32_t vocab) {
-  return id == -1 || (id >= 0 && static_cast<uint64_t>(id) < vocab);
-}
-
-std::string special_string(const SpecialTokens& s) {
-  return str_cat("bos=", s.bos, " eos=", s.eos, " pad=", s.pad, " mask=", s.mask);
-}
 
 // Byte offsets of the three body sections, and the exact file size.
 struct Sections {
@@ -90,7 +58,7 @@ const char* sft_role_name(SftRole role) {
 uint64_t sft_shard_checksum(const void* header, uint64_t body_xxh3) {
   unsigned char h[kSftShardHeaderBytes];
   std::memcpy(h, header, sizeof h);
-  store<uint64_t>(h + kOffChecksum, 0);
+  store_le<uint64_t>(h + kOffChecksum, 0);
   return xxh3_64(h, sizeof h, body_xxh3);
 }
 
@@ -104,12 +72,8 @@ SftShardWriter::SftShardWriter(std::string path, uint32_t vocab_size, SpecialTok
       special_(special),
       tokenizer_checksum_(tokenizer_checksum) {
   if (vocab_size_ == 0) fail(path_, ": cannot write an SFT shard with vocab_size 0");
-  const std::pair<const char*, int32_t> ids[] = {
-      {"bos", special.bos}, {"eos", special.eos}, {"pad", special.pad}, {"mask", special.mask}};
-  for (const auto& [name, id] : ids)
-    if (!special_ok(id, vocab_size_))
-      fail(path_, ": special token id ", name, "=", id, " is outside the vocab [0, ",
-           vocab_size_, ")");
+  if (const std::string bad = bad_special_token(special, vocab_size_); !bad.empty())
+    fail(path_, ": special token id ", bad, " is outside the vocab [0, ", vocab_size_, ")");
   if (special.bos < 0 || special.eos < 0)
     fail(path_, ": SFT samples are [BOS] ... [EOS]: the tokenizer needs both (bos = ",
          special.bos, ", eos = ", special.eos, ")");
@@ -137,9 +101,9 @@ void SftShardWriter::append(const int32_t* tokens, const uint8_t* roles, size_t 
   tokens_.resize(at + n * token_bytes_);
   for (size_t i = 0; i < n; ++i) {
     if (token_bytes_ == 2)
-      store(tokens_.data() + at + 2 * i, static_cast<uint16_t>(tokens[i]));
+      store_le(tokens_.data() + at + 2 * i, static_cast<uint16_t>(tokens[i]));
     else
-      store(tokens_.data() + at + 4 * i, static_cast<uint32_t>(tokens[i]));
+      store_le(tokens_.data() + at + 4 * i, static_cast<uint32_t>(tokens[i]));
   }
   roles_.insert(roles_.end(), roles, roles + n);
   offsets_.push_back(roles_.size());
@@ -155,19 +119,19 @@ void SftShardWriter::finish() {
   std::memcpy(p + sec.roles_at, roles_.data(), roles_.size());
   std::memcpy(p + sec.index_at, offsets_.data(), offsets_.size() * 8);
   std::memcpy(p, kMagic, sizeof kMagic);
-  store<uint32_t>(p + kOffVersion, kSftShardVersion);
-  store<uint32_t>(p + kOffTokenBytes, token_bytes_);
-  store<uint64_t>(p + kOffNTokens, n_tokens());
-  store<uint64_t>(p + kOffNSamples, n_samples());
-  store<uint32_t>(p + kOffVocab, vocab_size_);
-  store<int32_t>(p + kOffBos, special_.bos);
-  store<int32_t>(p + kOffEos, special_.eos);
-  store<int32_t>(p + kOffPad, special_.pad);
-  store<int32_t>(p + kOffMask, special_.mask);
-  store<uint64_t>(p + kOffTokenizer, tokenizer_checksum_);
-  store<uint64_t>(p + kOffChecksum,
-                  sft_shard_checksum(p, xxh3_64(p + kSftShardHeaderBytes,
-                                                file.size() - kSftShardHeaderBytes)));
+  store_le<uint32_t>(p + kOffVersion, kSftShardVersion);
+  store_le<uint32_t>(p + kOffTokenBytes, token_bytes_);
+  store_le<uint64_t>(p + kOffNTokens, n_tokens());
+  store_le<uint64_t>(p + kOffNSamples, n_samples());
+  store_le<uint32_t>(p + kOffVocab, vocab_size_);
+  store_le<int32_t>(p + kOffBos, special_.bos);
+  store_le<int32_t>(p + kOffEos, special_.eos);
+  store_le<int32_t>(p + kOffPad, special_.pad);
+  store_le<int32_t>(p + kOffMask, special_.mask);
+  store_le<uint64_t>(p + kOffTokenizer, tokenizer_checksum_);
+  store_le<uint64_t>(p + kOffChecksum,
+                     sft_shard_checksum(p, xxh3_64(p + kSftShardHeaderBytes,
+                                                   file.size() - kSftShardHeaderBytes)));
   std::vector<unsigned char>().swap(tokens_);
   write_file_atomic(path_, file);
 }
@@ -177,24 +141,9 @@ void SftShardWriter::finish() {
 SftShardReader SftShardReader::open(const std::string& path, bool verify_checksum) {
   SftShardReader r;
   r.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) io_fail("open SFT shard", path, errno);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) io_fail("stat", path, errno);
-  if (!S_ISREG(st.st_mode)) fail(path, ": not an SFT shard: not a regular file");
-  const uint64_t file_bytes = static_cast<uint64_t>(st.st_size);
-  if (file_bytes < kSftShardHeaderBytes)
-    fail(path, ": not an SFT shard: ", file_bytes, " bytes is shorter than the ",
-         kSftShardHeaderBytes, "-byte header (truncated?)");
-  void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (map == MAP_FAILED) io_fail("mmap", path, errno);
-  r.map_ = map;
-  r.map_bytes_ = file_bytes;
-  const auto* h = static_cast<const unsigned char*>(map);
+  r.file_ = MappedFile::open(path, "SFT shard", "an", kSftShardHeaderBytes);
+  const unsigned char* h = r.file_.data();
+  const uint64_t file_bytes = r.file_.size();
 
   if (std::memcmp(h, kMagic, sizeof kMagic) != 0) {
     if (std::memcmp(h, "MEAPTOK", 7) == 0)
@@ -203,7 +152,7 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
     fail(path, ": not a meap SFT shard (bad magic; expected \"MEAPSFT\\0\")");
   }
   SftShardInfo& info = r.info_;
-  info.version = load<uint32_t>(h + kOffVersion);
+  info.version = load_le<uint32_t>(h + kOffVersion);
   if (info.version > kSftShardVersion)
     fail(path, ": SFT shard format version ", info.version,
          " was written by a newer meap; this build reads up to version ", kSftShardVersion);
@@ -212,16 +161,16 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
     fail(path, ": SFT shard format version ", info.version, " is no longer read (its checksums "
          "are not XXH3); re-run meap prepare --sft to rewrite it (version ", kSftShardVersion,
          ")");
-  info.token_bytes = load<uint32_t>(h + kOffTokenBytes);
+  info.token_bytes = load_le<uint32_t>(h + kOffTokenBytes);
   if (info.token_bytes != 2 && info.token_bytes != 4)
     fail(path, ": invalid token width ", info.token_bytes, " bytes (must be 2 or 4)");
-  info.n_tokens = load<uint64_t>(h + kOffNTokens);
-  info.n_samples = load<uint64_t>(h + kOffNSamples);
-  info.vocab_size = load<uint32_t>(h + kOffVocab);
-  info.special = {load<int32_t>(h + kOffBos), load<int32_t>(h + kOffEos),
-                  load<int32_t>(h + kOffPad), load<int32_t>(h + kOffMask)};
-  info.tokenizer_checksum = load<uint64_t>(h + kOffTokenizer);
-  info.checksum = load<uint64_t>(h + kOffChecksum);
+  info.n_tokens = load_le<uint64_t>(h + kOffNTokens);
+  info.n_samples = load_le<uint64_t>(h + kOffNSamples);
+  info.vocab_size = load_le<uint32_t>(h + kOffVocab);
+  info.special = {load_le<int32_t>(h + kOffBos), load_le<int32_t>(h + kOffEos),
+                  load_le<int32_t>(h + kOffPad), load_le<int32_t>(h + kOffMask)};
+  info.tokenizer_checksum = load_le<uint64_t>(h + kOffTokenizer);
+  info.checksum = load_le<uint64_t>(h + kOffChecksum);
 
   const Sections sec = sections(info.n_tokens, info.n_samples, info.token_bytes);
   if (sec.overflow)
@@ -239,20 +188,15 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
   if (info.token_bytes == 2 && info.vocab_size > 65536)
     fail(path, ": corrupt header: vocab_size ", info.vocab_size, " does not fit 2-byte ids");
   const SpecialTokens& s = info.special;
-  if (!special_ok(s.bos, info.vocab_size) || !special_ok(s.eos, info.vocab_size) ||
-      !special_ok(s.pad, info.vocab_size) || !special_ok(s.mask, info.vocab_size) ||
-      s.bos < 0 || s.eos < 0)
-    fail(path, ": corrupt header: special ids ", special_string(s), " do not fit the vocab [0, ",
+  if (!bad_special_token(s, info.vocab_size).empty() || s.bos < 0 || s.eos < 0)
+    fail(path, ": corrupt header: special ids ", special_tokens_string(s), " do not fit the vocab [0, ",
          info.vocab_size, ") or lack BOS/EOS");
-  bool zero = load<uint32_t>(h + kOffReserved) == 0;
+  bool zero = load_le<uint32_t>(h + kOffReserved) == 0;
   for (size_t i = kOffPadding; i < kSftShardHeaderBytes; ++i) zero &= h[i] == 0;
   if (!zero) fail(path, ": corrupt header: reserved bytes are not zero");
 
   if (verify_checksum) {
-    ::madvise(map, file_bytes, MADV_SEQUENTIAL);
-    const uint64_t actual = sft_shard_checksum(
-        h, xxh3_64(h + kSftShardHeaderBytes, file_bytes - kSftShardHeaderBytes));
-    ::madvise(map, file_bytes, MADV_NORMAL);
+    const uint64_t actual = sft_shard_checksum(h, r.file_.xxh3_from(kSftShardHeaderBytes));
     if (actual != info.checksum)
       fail(path, ": checksum mismatch: the SFT shard is corrupt (header says 0x", std::hex,
            info.checksum, ", the header and data give 0x", actual, std::dec,
@@ -284,39 +228,8 @@ SftShardReader SftShardReader::open(const std::string& path, bool verify_checksu
   return r;
 }
 
-SftShardReader::SftShardReader(SftShardReader&& o) noexcept
-    : path_(std::move(o.path_)),
-      info_(o.info_),
-      map_(std::exchange(o.map_, nullptr)),
-      map_bytes_(std::exchange(o.map_bytes_, 0)),
-      roles_at_(o.roles_at_),
-      index_at_(o.index_at_),
-      answer_counts_(std::move(o.answer_counts_)) {}
-
-SftShardReader& SftShardReader::operator=(SftShardReader&& o) noexcept {
-  if (this != &o) {
-    unmap();
-    path_ = std::move(o.path_);
-    info_ = o.info_;
-    map_ = std::exchange(o.map_, nullptr);
-    map_bytes_ = std::exchange(o.map_bytes_, 0);
-    roles_at_ = o.roles_at_;
-    index_at_ = o.index_at_;
-    answer_counts_ = std::move(o.answer_counts_);
-  }
-  return *this;
-}
-
-SftShardReader::~SftShardReader() { unmap(); }
-
-void SftShardReader::unmap() noexcept {
-  if (map_ != nullptr) ::munmap(map_, map_bytes_);
-  map_ = nullptr;
-  map_bytes_ = 0;
-}
-
 uint64_t SftShardReader::offset(uint64_t i) const {
-  return load<uint64_t>(static_cast<const unsigned char*>(map_) + index_at_ + 8 * i);
+  return load_le<uint64_t>(file_.data() + index_at_ + 8 * i);
 }
 
 int64_t SftShardReader::sample_tokens(uint64_t i) const {
@@ -326,18 +239,18 @@ int64_t SftShardReader::sample_tokens(uint64_t i) const {
 
 const uint8_t* SftShardReader::roles(uint64_t i) const {
   MEAP_CHECK(i < info_.n_samples, "sample ", i, " of ", info_.n_samples);
-  return static_cast<const uint8_t*>(map_) + roles_at_ + offset(i);
+  return file_.data() + roles_at_ + offset(i);
 }
 
 void SftShardReader::read_tokens(uint64_t i, std::vector<int32_t>& out) const {
   MEAP_CHECK(i < info_.n_samples, "sample ", i, " of ", info_.n_samples);
   const uint64_t a = offset(i), n = offset(i + 1) - a;
   out.resize(n);
-  const auto* data = static_cast<const unsigned char*>(map_) + kSftShardHeaderBytes;
+  const auto* data = file_.data() + kSftShardHeaderBytes;
   uint32_t max_id = 0;
   for (uint64_t k = 0; k < n; ++k) {
-    const uint32_t v = info_.token_bytes == 2 ? load<uint16_t>(data + 2 * (a + k))
-                                              : load<uint32_t>(data + 4 * (a + k));
+    const uint32_t v = info_.token_bytes == 2 ? load_le<uint16_t>(data + 2 * (a + k))
+                                              : load_le<uint32_t>(data + 4 * (a + k));
     out[k] = static_cast<int32_t>(v);
     max_id = std::max(max_id, v);
   }
@@ -354,10 +267,10 @@ void check_sft_shards_compatible(const std::vector<SftShardInfo>& infos,
     if (a.vocab_size != b.vocab_size)
       fail("SFT shards disagree on the vocab size: '", paths[0], "' has ", a.vocab_size, ", '",
            paths[i], "' has ", b.vocab_size);
-    if (a.special.bos != b.special.bos || a.special.eos != b.special.eos ||
-        a.special.pad != b.special.pad || a.special.mask != b.special.mask)
+    if (a.special != b.special)
       fail("SFT shards disagree on the special token ids: '", paths[0], "' has ",
-           special_string(a.special), ", '", paths[i], "' has ", special_string(b.special));
+           special_tokens_string(a.special), ", '", paths[i], "' has ",
+           special_tokens_string(b.special));
     if (a.tokenizer_checksum != b.tokenizer_checksum)
       fail("SFT shards were made with different tokenizers: '", paths[0],
            "' has tokenizer checksum 0x", std::hex, a.tokenizer_checksum, ", '", paths[i],

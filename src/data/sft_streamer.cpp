@@ -1,7 +1,5 @@
 #include "meap/data/sft_streamer.hpp"
 
-#include <glob.h>
-
 #include <algorithm>
 
 #include "meap/core/error.hpp"
@@ -9,36 +7,16 @@
 
 namespace meap {
 
-namespace {
-
 constexpr uint32_t kSftShuffleDomain = 0x53465453u;  // "SFTS": the sample order
 
-std::vector<std::string> expand_glob(const std::string& pattern) {
-  glob_t g{};
-  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-  std::vector<std::string> paths;
-  if (rc == 0)
-    for (size_t i = 0; i < g.gl_pathc; ++i) paths.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
-  if (paths.empty()) fail("no SFT shards match '", pattern, "' (run `meap prepare --sft`)");
-  std::sort(paths.begin(), paths.end());
-  return paths;
-}
-
-}  // namespace
-
-SftStreamer::SftStreamer(SftStreamerConfig config) : config_(std::move(config)) {
+SftStreamer::SftStreamer(SftStreamerConfig config)
+    : config_(std::move(config)),
+      pipeline_([this](SftBatch& b, StreamerState at) { fill(b, at); },
+                [this](StreamerState at) { return advance(at); }) {
   const SftStreamerConfig& c = config_;
-  if (c.seq_len <= 0) fail("data.seq_len must be positive, got ", c.seq_len);
-  if (c.world_size <= 0 || c.rank < 0 || c.rank >= c.world_size)
-    fail("rank ", c.rank, " is outside a world of ", c.world_size);
-  if (c.global_batch_size <= 0 || c.global_batch_size % c.world_size != 0)
-    fail("train.global_batch_size (", c.global_batch_size,
-         ") must be a positive multiple of the number of ranks (", c.world_size, ")");
-  if (c.prefetch < 0) fail("prefetch depth must be >= 0, got ", c.prefetch);
-  local_batch_ = c.global_batch_size / c.world_size;
-
-  paths_ = expand_glob(c.pattern);
+  local_batch_ = check_batch_geometry(c.seq_len, c.global_batch_size, c.rank, c.world_size,
+                                      c.prefetch);
+  paths_ = expand_shard_glob(c.pattern, "SFT", "run `meap prepare --sft`");
   std::vector<SftShardInfo> infos;
   starts_.push_back(0);
   for (const std::string& p : paths_) {
@@ -86,22 +64,21 @@ SftStreamer::SftStreamer(SftStreamerConfig config) : config_(std::move(config)) 
          " rows of data.seq_len ", c.seq_len, ", fewer than one global batch of ",
          c.global_batch_size, " (add data or lower train.global_batch_size)");
 
-  slots_.resize(c.prefetch + 1);
   const size_t cells = static_cast<size_t>(local_batch_ * c.seq_len);
-  for (SftBatch& b : slots_) {
-    b.batch_size = local_batch_;
-    b.seq_len = c.seq_len;
-    b.inputs.resize(cells);
-    b.targets.resize(cells);
-    b.weights.resize(cells);
-    b.segment_ids.resize(cells);
-    b.positions.resize(cells);
-    b.global_row.resize(local_batch_);
-  }
+  SftBatch shape;
+  shape.batch_size = local_batch_;
+  shape.seq_len = c.seq_len;
+  shape.inputs.resize(cells);
+  shape.targets.resize(cells);
+  shape.weights.resize(cells);
+  shape.segment_ids.resize(cells);
+  shape.positions.resize(cells);
+  shape.global_row.resize(local_batch_);
+  pipeline_.set_slots(c.prefetch, shape);
   restore(StreamerState{});
 }
 
-SftStreamer::~SftStreamer() { stop_worker(); }
+SftStreamer::~SftStreamer() = default;
 
 uint64_t SftStreamer::sample_at(uint64_t epoch, uint64_t index) const {
   if (!config_.shuffle) return index;
@@ -219,87 +196,16 @@ StreamerState SftStreamer::advance(StreamerState s) const {
   return s;
 }
 
-const SftBatch& SftStreamer::next() {
-  if (config_.prefetch == 0) {
-    fill(slots_[0], consume_at_);
-    consume_at_ = advance(consume_at_);
-    return slots_[0];
-  }
-  std::unique_lock lock(mutex_);
-  if (in_use_ >= 0) {
-    free_.push_back(in_use_);
-    in_use_ = -1;
-    cv_.notify_all();
-  }
-  cv_.wait(lock, [&] { return !ready_.empty() || worker_error_; });
-  if (ready_.empty()) std::rethrow_exception(worker_error_);
-  in_use_ = ready_.front();
-  ready_.pop_front();
-  consume_at_ = advance(slots_[in_use_].position);
-  return slots_[in_use_];
-}
+const SftBatch& SftStreamer::next() { return pipeline_.next(); }
 
-StreamerState SftStreamer::state() const {
-  std::lock_guard lock(mutex_);
-  return consume_at_;
-}
+StreamerState SftStreamer::state() const { return pipeline_.state(); }
 
 void SftStreamer::restore(StreamerState state) {
   if (state.batch >= batches_in_epoch(state.epoch))
     fail("SFT streamer position batch ", state.batch, " is past the end of epoch ", state.epoch,
          " (", batches_in_epoch(state.epoch), " batches): the checkpoint was made with other "
          "data, sft.* options or train.global_batch_size");
-  stop_worker();
-  ready_.clear();
-  free_.clear();
-  for (int i = 0; i < static_cast<int>(slots_.size()); ++i) free_.push_back(i);
-  in_use_ = -1;
-  worker_error_ = nullptr;
-  produce_at_ = consume_at_ = state;
-  if (config_.prefetch > 0) start_worker();
-}
-
-void SftStreamer::start_worker() {
-  stopping_ = false;
-  worker_ = std::thread([this] { worker_loop(); });
-}
-
-void SftStreamer::stop_worker() {
-  if (!worker_.joinable()) return;
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  worker_.join();
-}
-
-void SftStreamer::worker_loop() {
-  for (;;) {
-    int slot;
-    StreamerState position;
-    {
-      std::unique_lock lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !free_.empty(); });
-      if (stopping_) return;
-      slot = free_.front();
-      free_.pop_front();
-      position = produce_at_;
-    }
-    try {
-      const StreamerState after = advance(position);
-      fill(slots_[slot], position);
-      std::lock_guard lock(mutex_);
-      produce_at_ = after;
-      ready_.push_back(slot);
-      cv_.notify_all();
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      worker_error_ = std::current_exception();
-      cv_.notify_all();
-      return;
-    }
-  }
+  pipeline_.restore(state);
 }
 
 }  // namespace meap

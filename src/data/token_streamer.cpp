@@ -1,7 +1,5 @@
 #include "meap/data/token_streamer.hpp"
 
-#include <glob.h>
-
 #include <algorithm>
 
 #include "meap/core/error.hpp"
@@ -9,38 +7,17 @@
 
 namespace meap {
 
-namespace {
-
 constexpr uint32_t kShuffleDomain = 0x53485546u;  // "SHUF": keeps the shuffle stream apart
 
-std::vector<std::string> expand_glob(const std::string& pattern) {
-  glob_t g{};
-  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-  std::vector<std::string> paths;
-  if (rc == 0)
-    for (size_t i = 0; i < g.gl_pathc; ++i) paths.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
-  if (paths.empty())
-    fail("no token shards match '", pattern,
-         "' (run `meap prepare`, or check data.train / data.val)");
-  std::sort(paths.begin(), paths.end());
-  return paths;
-}
-
-}  // namespace
-
-TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config)) {
+TokenStreamer::TokenStreamer(StreamerConfig config)
+    : config_(std::move(config)),
+      pipeline_([this](TokenBatch& b, StreamerState at) { fill(b, at); },
+                [this](StreamerState at) { return advance(at); }) {
   const StreamerConfig& c = config_;
-  if (c.seq_len <= 0) fail("data.seq_len must be positive, got ", c.seq_len);
-  if (c.world_size <= 0 || c.rank < 0 || c.rank >= c.world_size)
-    fail("rank ", c.rank, " is outside a world of ", c.world_size);
-  if (c.global_batch_size <= 0 || c.global_batch_size % c.world_size != 0)
-    fail("train.global_batch_size (", c.global_batch_size,
-         ") must be a positive multiple of the number of ranks (", c.world_size, ")");
-  if (c.prefetch < 0) fail("prefetch depth must be >= 0, got ", c.prefetch);
-  local_batch_ = c.global_batch_size / c.world_size;
-
-  paths_ = expand_glob(c.pattern);
+  local_batch_ = check_batch_geometry(c.seq_len, c.global_batch_size, c.rank, c.world_size,
+                                      c.prefetch);
+  paths_ = expand_shard_glob(c.pattern, "token",
+                             "run `meap prepare`, or check data.train / data.val");
   std::vector<ShardInfo> infos;
   starts_.push_back(0);
   for (const std::string& p : paths_) {
@@ -63,24 +40,24 @@ TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config))
   m.mask_ratio = c.mask_ratio;
   m.mask_id = special.mask;
   m.keep_special_unmasked = c.keep_special_unmasked;
+  m.sampling = c.mask_sampling;
   m.bos_id = special.bos;
   m.eos_id = special.eos;
   m.seed = c.seed;
   masker_ = std::make_unique<MeapMasker>(m);
 
-  slots_.resize(c.prefetch + 1);
-  for (TokenBatch& b : slots_) {
-    b.batch_size = local_batch_;
-    b.seq_len = c.seq_len;
-    b.inputs.resize(local_batch_ * c.seq_len);
-    b.targets.resize(local_batch_ * c.seq_len);
-    b.weights.resize(local_batch_ * c.seq_len);
-    b.global_index.resize(local_batch_);
-  }
+  TokenBatch shape;
+  shape.batch_size = local_batch_;
+  shape.seq_len = c.seq_len;
+  shape.inputs.resize(local_batch_ * c.seq_len);
+  shape.targets.resize(local_batch_ * c.seq_len);
+  shape.weights.resize(local_batch_ * c.seq_len);
+  shape.global_index.resize(local_batch_);
+  pipeline_.set_slots(c.prefetch, shape);
   restore(StreamerState{});
 }
 
-TokenStreamer::~TokenStreamer() { stop_worker(); }
+TokenStreamer::~TokenStreamer() = default;
 
 // A keyed pseudo-random permutation of [0, S) per epoch (philox_permute: a Feistel network,
 // nothing stored, any index in O(1)).
@@ -110,13 +87,16 @@ void TokenStreamer::fill(TokenBatch& batch, StreamerState position) const {
   thread_local std::vector<int32_t> tokens;  // (T + 1) clean tokens of one sequence
   tokens.resize(T + 1);
   batch.position = position;
+  // The optimizer step this batch is consumed at, counted from 0 (the trainer's step - 1):
+  // authors_code draws one mask pattern per step, the same on every rank and micro-batch.
+  const uint64_t step = position.epoch * batches_per_epoch() + position.batch;
   for (int64_t i = 0; i < local_batch_; ++i) {
     const uint64_t index = position.batch * config_.global_batch_size +
                            static_cast<uint64_t>(config_.rank) * local_batch_ + i;
     batch.global_index[i] = index;
     read_tokens(sequence_at(position.epoch, index) * T, T + 1, tokens.data());
     masker_->make_example(tokens.data(), T, position.epoch, index, batch.inputs.data() + i * T,
-                          batch.targets.data() + i * T, batch.weights.data() + i * T);
+                          batch.targets.data() + i * T, batch.weights.data() + i * T, step);
   }
 }
 
@@ -128,86 +108,16 @@ StreamerState TokenStreamer::advance(StreamerState s) const {
   return s;
 }
 
-const TokenBatch& TokenStreamer::next() {
-  if (config_.prefetch == 0) {
-    fill(slots_[0], consume_at_);
-    consume_at_ = advance(consume_at_);
-    return slots_[0];
-  }
-  std::unique_lock lock(mutex_);
-  if (in_use_ >= 0) {
-    free_.push_back(in_use_);
-    in_use_ = -1;
-    cv_.notify_all();
-  }
-  cv_.wait(lock, [&] { return !ready_.empty() || worker_error_; });
-  if (ready_.empty()) std::rethrow_exception(worker_error_);
-  in_use_ = ready_.front();
-  ready_.pop_front();
-  consume_at_ = advance(slots_[in_use_].position);
-  return slots_[in_use_];
-}
+const TokenBatch& TokenStreamer::next() { return pipeline_.next(); }
 
-StreamerState TokenStreamer::state() const {
-  std::lock_guard lock(mutex_);
-  return consume_at_;
-}
+StreamerState TokenStreamer::state() const { return pipeline_.state(); }
 
 void TokenStreamer::restore(StreamerState state) {
   if (state.batch >= batches_per_epoch())
     fail("streamer position batch ", state.batch, " is past the end of an epoch (",
          batches_per_epoch(), " batches): the checkpoint was made with other data or "
          "another train.global_batch_size");
-  stop_worker();
-  ready_.clear();
-  free_.clear();
-  for (int i = 0; i < static_cast<int>(slots_.size()); ++i) free_.push_back(i);
-  in_use_ = -1;
-  worker_error_ = nullptr;
-  produce_at_ = consume_at_ = state;
-  if (config_.prefetch > 0) start_worker();
-}
-
-void TokenStreamer::start_worker() {
-  stopping_ = false;
-  worker_ = std::thread([this] { worker_loop(); });
-}
-
-void TokenStreamer::stop_worker() {
-  if (!worker_.joinable()) return;
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  worker_.join();
-}
-
-void TokenStreamer::worker_loop() {
-  for (;;) {
-    int slot;
-    StreamerState position;
-    {
-      std::unique_lock lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !free_.empty(); });
-      if (stopping_) return;
-      slot = free_.front();
-      free_.pop_front();
-      position = produce_at_;
-      produce_at_ = advance(produce_at_);
-    }
-    try {
-      fill(slots_[slot], position);
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      worker_error_ = std::current_exception();
-      cv_.notify_all();
-      return;
-    }
-    std::lock_guard lock(mutex_);
-    ready_.push_back(slot);
-    cv_.notify_all();
-  }
+  pipeline_.restore(state);
 }
 
 }  // namespace meap

@@ -42,9 +42,10 @@ void Tokenizer::train(const TokenizerTrainOptions& o) {
 }
 
 TokenizerKind Tokenizer::detect_kind(const std::string& path) {
+  // Checked before it is opened: opening a FIFO would block until a writer appears.
+  check_small_file(path, kMaxTokenizerBytes, "tokenizer");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot load tokenizer '", path, "': the file does not exist or cannot be read");
-  check_small_file(path, kMaxTokenizerBytes, "tokenizer");
   // A tokenizer.json is a JSON object; a SentencePiece model is a protobuf, whose first byte
   // is a field tag (0x0A for its pieces), never '{', white space or a byte-order mark.
   std::string head(3, '\0');

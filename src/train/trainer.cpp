@@ -195,7 +195,14 @@ class Trainer {
     const Config& cfg = cfg_;
     if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
     if (cfg.data.tokenizer.empty()) fail("data.tokenizer is empty: give the tokenizer model");
-    const Tokenizer tokenizer = Tokenizer::load(cfg.data.tokenizer);
+    // A tokenizer that cannot be loaded is the config's data.tokenizer: say so.
+    const Tokenizer tokenizer = [&] {
+      try {
+        return Tokenizer::load(cfg.data.tokenizer);
+      } catch (const Error& e) {
+        fail("data.tokenizer: ", e.what());
+      }
+    }();
     check_vocab("data.tokenizer", cfg.data.tokenizer, tokenizer.vocab_size(),
                 cfg.model.vocab_size);
     train_stream_ = std::make_unique<TokenStreamer>(

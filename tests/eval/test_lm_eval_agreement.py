@@ -18,16 +18,15 @@ Exits 77 (skipped by ctest) when lm_eval is not installed (scripts/install_deps.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from license_corpus import prepare_license_corpus  # noqa: E402
+from checks import check, failures, run  # noqa: E402
 
 MEAP, WORK = sys.argv[1], sys.argv[2]
 LL_LIMIT = 1e-4
-failures = []
 
 # Offline: nothing may be downloaded (the tasks and the model are local files).
 for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_EVALUATE_OFFLINE"):
@@ -44,20 +43,6 @@ try:
 except ImportError as e:
     print(f"SKIP: lm_eval not importable ({e}); run scripts/install_deps.sh")
     sys.exit(77)
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n"
-                         f"{p.stdout}\n{p.stderr}")
-    return p
 
 
 CHOICE_TASK = """task: {name}

@@ -13,13 +13,12 @@ license texts, exports them with `meap export`, and checks that
     vocabulary (then one row is added);
   - malformed inputs are refused naming the tensor or field, and leave nothing behind.
 """
+import functools
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import sentencepiece as spm
@@ -29,34 +28,15 @@ from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from license_corpus import prepare_license_corpus  # noqa: E402
+from checks import check, failures, run  # noqa: E402
+import probe_logits  # noqa: E402
 
 MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+meap_logits = functools.partial(probe_logits.meap_logits, PROBE, WORK)
+rel_err = probe_logits.rel_err
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FP32_LIMIT = 1e-4
 BF16_LIMIT = 2e-2
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args, expect_ok=True):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if expect_ok and p.returncode != 0:
-        raise SystemExit(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n"
-                         f"{p.stdout}\n{p.stderr}")
-    return p
-
-
-def meap_logits(checkpoint, tokens):
-    b, t = tokens.shape
-    tok_path, out_path = os.path.join(WORK, "tokens.i32"), os.path.join(WORK, "logits.f32")
-    tokens.astype(np.int32).tofile(tok_path)
-    run(PROBE, "logits", checkpoint, tok_path, b, t, out_path)
-    return np.fromfile(out_path, dtype=np.float32).reshape(b, t, -1)
 
 
 def hf_logits(model_dir, tokens, dtype=torch.float32):
@@ -65,10 +45,6 @@ def hf_logits(model_dir, tokens, dtype=torch.float32):
     with torch.no_grad():
         out = model(torch.from_numpy(tokens.astype(np.int64))).logits
     return model, out.float().numpy()
-
-
-def rel_err(got, ref):
-    return float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
 def write_config(path, run_dir, data_dir, tied):
@@ -223,7 +199,7 @@ def main():
                   f"checkpoint.init_from continues from the import (logits max rel error "
                   f"{err:.2e} after one step at lr 1e-9)")
             p = run(MEAP, "train", cfg_path, "run.out_dir=" + cont + "-bad",
-                    f"checkpoint.init_from={imported}", expect_ok=False)
+                    f"checkpoint.init_from={imported}", expect=None)
             check(p.returncode != 0 and "checkpoint.init_from" in p.stderr and
                   "another shape" in p.stderr, "checkpoint.init_from of another shape is refused")
 
@@ -280,7 +256,7 @@ def main():
     write_config(cfg_path, os.path.join(WORK, "padded-run"), padded_data, tied=False)
     p = run(MEAP, "train", cfg_path, "model.vocab_size=301", "model.dim=32", "model.ffn_dim=64",
             "model.n_layers=1", "model.norm_eps=1e-6", "model.max_seq_len=64",
-            "train.max_steps=1", f"checkpoint.init_from={imported}", expect_ok=False)
+            "train.max_steps=1", f"checkpoint.init_from={imported}", expect=None)
     check(p.returncode == 0, "a run starts from the padded import on shards of its tokenizer")
     if p.returncode != 0:
         print("     stderr:", p.stderr.strip()[-400:])
@@ -293,7 +269,7 @@ def main():
     # Malformed inputs: refused naming the tensor or field; nothing left behind.
     def refused(args, needle, what):
         out = args[args.index("--out") + 1]
-        p = run(MEAP, *args, expect_ok=False)
+        p = run(MEAP, *args, expect=None)
         parent = os.path.dirname(out)
         leftovers = [n for n in os.listdir(parent) if n.startswith(os.path.basename(out) + ".")]
         check(p.returncode != 0 and needle in p.stderr and not os.path.exists(out) and
@@ -355,7 +331,7 @@ def main():
             "layers.0.attention.wo.weight", "checkpoint missing a tensor")
 
     before = sorted(os.listdir(fp32_dir))
-    p = run(MEAP, "export", run_dir, "--out", fp32_dir, expect_ok=False)
+    p = run(MEAP, "export", run_dir, "--out", fp32_dir, expect=None)
     check(p.returncode != 0 and "already exists" in p.stderr and
           sorted(os.listdir(fp32_dir)) == before, "export onto an existing directory is refused "
           "and leaves it alone")
@@ -365,7 +341,7 @@ def main():
     leftovers = [n for n in os.listdir(WORK) if n.startswith("hf-untied.")]
     check(replaced == "bfloat16" and not leftovers, "--force replaces an earlier export whole")
     run_files = sorted(os.listdir(run_dir))
-    p = run(MEAP, "export", run_dir, "--out", run_dir, "--force", expect_ok=False)
+    p = run(MEAP, "export", run_dir, "--out", run_dir, "--force", expect=None)
     check(p.returncode != 0 and "not an earlier output" in p.stderr and
           sorted(os.listdir(run_dir)) == run_files, "--force onto the run directory is refused")
 

@@ -12,10 +12,10 @@ with that tokenizer.json (and no tokenizer.model) is
     meap's, and AutoTokenizer's ids equal meap's and the original tokenizer's on the
     license texts; its mask_token is meap's [MASK].
 """
+import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -23,26 +23,17 @@ import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, failures, run  # noqa: E402
+import probe_logits  # noqa: E402
+
 MEAP, PROBE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+meap_logits = functools.partial(probe_logits.meap_logits, PROBE, WORK)
+rel_err = probe_logits.rel_err
 LICENSES = "/usr/share/common-licenses"
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 FP32_LIMIT = 1e-4
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n"
-                         f"{p.stdout}\n{p.stderr}")
-    return p
 
 
 def license_texts():
@@ -72,23 +63,11 @@ def train_tokenizer(style, texts, path):
     return tok
 
 
-def meap_logits(checkpoint, tokens):
-    b, t = tokens.shape
-    tok_path, out_path = os.path.join(WORK, "tokens.i32"), os.path.join(WORK, "logits.f32")
-    tokens.astype(np.int32).tofile(tok_path)
-    run(PROBE, "logits", checkpoint, tok_path, b, t, out_path)
-    return np.fromfile(out_path, dtype=np.float32).reshape(b, t, -1)
-
-
 def meap_ids(tokenizer_file, text):
     path = os.path.join(WORK, "text.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return [int(x) for x in run(PROBE, "encode", tokenizer_file, path).stdout.split()]
-
-
-def rel_err(got, ref):
-    return float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
 def one_style(style, names, texts, corpus):

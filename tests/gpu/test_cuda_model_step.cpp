@@ -14,6 +14,7 @@
 #include "meap/backend/backend.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/core/rng.hpp"
+#include "fixtures.hpp"
 
 #ifdef MEAP_WITH_CUDA
 using namespace meap;
@@ -32,16 +33,7 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 
 // A tiny grouped-query model: head dim 16, two query heads per kv head, odd sequence length.
 ModelConfig tiny_gqa(bool tied) {
-  ModelConfig c;
-  c.vocab_size = 300;
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 96;
-  c.max_seq_len = 33;
-  c.tie_embeddings = tied;
-  return c;
+  return meap_test::tiny_llama(300, 64, 96, 33, ModelConfig{}.init_std, tied);
 }
 
 constexpr int64_t kB = 2, kT = 33;

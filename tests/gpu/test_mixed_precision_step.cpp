@@ -22,14 +22,7 @@ TEST_CASE("bf16 training on CUDA tracks f32 on the CPU and repeats bit for bit",
     return;
   }
   // head_dim 64 and sizes in multiples of 64, the shapes the CUDA kernels are built for.
-  ModelConfig cfg;
-  cfg.vocab_size = 256;
-  cfg.dim = 256;
-  cfg.n_layers = 2;
-  cfg.n_heads = 4;
-  cfg.n_kv_heads = 2;
-  cfg.ffn_dim = 512;
-  cfg.max_seq_len = 64;
+  const ModelConfig cfg = meap_test::tiny_llama(256, 256, 512, 64);
   const int64_t B = 2, T = 64;
   const int steps = 10;
   const auto batches = step_batches(steps, B, T, cfg.vocab_size, 11);

@@ -155,7 +155,7 @@ TEST_CASE("checkpoint: a damaged latest pointer or step directory is never start
 }
 
 TEST_CASE("resume: a config change to the run is refused unless allowed, then recorded",
-          "[checkpoint][config]") {
+          "[checkpoint][config][fault]") {
   micro_corpus();
   ScratchDir d("resume-change");
   const fs::path config = write_micro_config(d.path);
@@ -185,7 +185,7 @@ TEST_CASE("resume: a config change to the run is refused unless allowed, then re
   CHECK_THAT(man.config_changes[0], Contains("data.meap.mask_ratio: 0.15 -> 0.0 (at step 3)"));
 }
 
-TEST_CASE("train: an unusable run.out_dir is named", "[trainer][config]") {
+TEST_CASE("train: an unusable run.out_dir is named", "[trainer][config][fault]") {
   micro_corpus();
   ScratchDir d("bad-out-dir");
   write_text(d.path / "a-file", "x");
@@ -203,7 +203,7 @@ TEST_CASE("train: an unusable run.out_dir is named", "[trainer][config]") {
   CHECK_THAT(log, !Contains("internal error"));
 }
 
-TEST_CASE("export: non-finite weights are refused naming the tensor", "[checkpoint][export]") {
+TEST_CASE("export: non-finite weights are refused naming the tensor", "[checkpoint][export][fault]") {
   micro_corpus();
   ScratchDir d("nan-export");
   const fs::path config = write_micro_config(d.path);
@@ -229,4 +229,11 @@ TEST_CASE("export: non-finite weights are refused naming the tensor", "[checkpoi
   CHECK(status == "exit code 1");
   CHECK_THAT(log, Contains("norm.weight") && Contains("NaN"));
   CHECK_FALSE(fs::exists(d.path / "hf"));
+  // A resume of it stops at its first step, and does not call that checkpoint a good one
+  // (the issue: "the last good checkpoint" named the NaN one).
+  const std::string resume_log = run_and_log(
+      {"train", config.string(), "--resume", "train.max_steps=3"}, d.path / "resume.log", &status);
+  CHECK(status == "exit code 1");
+  CHECK_THAT(resume_log, Contains("step 3") && Contains(ckpt.filename().string()));
+  CHECK_THAT(resume_log, !Contains("good", Catch::CaseSensitive::No));
 }

@@ -16,16 +16,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-meap::Config micro_config(const fs::path& out_dir, std::vector<std::string> overrides = {}) {
-  return meap::parse_config(micro_config_yaml(out_dir), overrides, "micro config");
-}
-
-meap::TrainerOptions quiet() {
-  meap::TrainerOptions o;
-  o.quiet = true;
-  return o;
-}
-
 // The message meap::train throws for cfg ("" when it throws none, or not a meap::Error).
 std::string train_error(const meap::Config& cfg) {
   try {

@@ -20,10 +20,6 @@ using namespace meap_test;
 
 namespace {
 
-meap::Config micro_config(const fs::path& out_dir, std::vector<std::string> overrides) {
-  return meap::parse_config(micro_config_yaml(out_dir), overrides, "micro config");
-}
-
 std::string final_checkpoint(const fs::path& run_dir, int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
@@ -61,13 +57,6 @@ std::optional<double> val_loss_at(const fs::path& run_dir, int64_t step) {
     if (j.contains("val_loss") && j.at("step").get<int64_t>() == step)
       v = j.at("val_loss").get<double>();
   return v;
-}
-
-meap::TrainerOptions quiet(bool resume = false) {
-  meap::TrainerOptions o;
-  o.quiet = true;
-  o.resume = resume;
-  return o;
 }
 
 // Runs n steps uninterrupted in `straight`, and in `split` first whatever `first_leg` does

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@
 #include <omp.h>
 
 #include "meap/data/prepare.hpp"
+#include "meap/train/config.hpp"
+#include "meap/train/trainer.hpp"
+#include "fixtures.hpp"
 
 extern char** environ;
 extern "C" void openblas_set_num_threads(int);  // meap links OpenBLAS (BLA_VENDOR OpenBLAS)
@@ -33,21 +37,9 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 // One directory per test process (ctest runs test cases as parallel processes), removed at exit.
-struct TrainRoot {
-  fs::path path = fs::temp_directory_path() / ("meap_train_test-" + std::to_string(::getpid()));
-  TrainRoot() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TrainRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 inline const fs::path& train_root() {
-  static const TrainRoot r;
-  return r.path;
+  static const TempDir r("meap_train_test");
+  return r.path();
 }
 
 // A fresh, empty directory under the process root; removed when the object goes.
@@ -64,18 +56,6 @@ struct ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
 };
-
-inline std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-inline void write_text(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 struct MicroCorpus {
   std::string train_glob, val_glob, tokenizer;
@@ -158,6 +138,19 @@ inline std::string micro_config_yaml(const fs::path& out_dir) {
 }
 
 // Writes the micro config for a run in dir/run to dir/config.yaml; returns its path.
+// The micro config with its run in out_dir, parsed with the overrides.
+inline meap::Config micro_config(const fs::path& out_dir, std::vector<std::string> overrides = {}) {
+  return meap::parse_config(micro_config_yaml(out_dir), overrides, "micro config");
+}
+
+// meap::train's options for a test: no console output; resume when asked.
+inline meap::TrainerOptions quiet(bool resume = false) {
+  meap::TrainerOptions o;
+  o.quiet = true;
+  o.resume = resume;
+  return o;
+}
+
 inline fs::path write_micro_config(const fs::path& dir) {
   const fs::path path = dir / "config.yaml";
   write_text(path, micro_config_yaml(dir / "run"));
@@ -258,7 +251,7 @@ class Child {
   // Polls for the exit; true when it ended (status() then holds the wait status).
   bool try_wait() {
     if (!running()) return reaped_;
-    const pid_t r = ::waitpid(pid_, &status_, WNOHANG);
+    const pid_t r = ::wait4(pid_, &status_, WNOHANG, &usage_);
     if (r == pid_) reaped_ = true;
     return reaped_;
   }
@@ -274,6 +267,8 @@ class Child {
   }
 
   int status() const { return status_; }
+  // The child's peak resident set (KiB), once it has been reaped.
+  long max_rss_kb() const { return reaped_ ? usage_.ru_maxrss : 0; }
   bool exited_ok() const { return reaped_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
   std::string log() const { return slurp(log_); }
 
@@ -282,6 +277,7 @@ class Child {
   pid_t pid_ = -1;
   int spawn_error_ = 0;
   int status_ = 0;
+  struct rusage usage_ {};
   bool reaped_ = false;
 };
 

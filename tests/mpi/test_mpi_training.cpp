@@ -12,6 +12,7 @@
 
 #include "integration/train_fixture.hpp"
 #include "meap/train/checkpoint.hpp"
+#include "meap/core/error.hpp"
 #include "meap/core/safetensors.hpp"
 
 using namespace meap_test;
@@ -153,7 +154,7 @@ TEST_CASE("mpi: a checkpoint resumes on another number of ranks", "[mpi]") {
   require_same_training(ref, one_then_two, 12);
 }
 
-TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi]") {
+TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi][fault]") {
   ScratchDir d("mpi-kill");
   const fs::path config = write_micro_config(d.path);
   allow_root_mpirun();
@@ -189,6 +190,49 @@ TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi]") {
   CHECK(std::regex_search(job.log(), std::regex("rank 0: SIGTERM arrived [a-z ;]+ collective '")));
   std::printf("mpi: job ended %.2f s after a rank was killed\n", seconds);
   // What survived is a loadable checkpoint.
+  REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
+}
+
+// A stopped rank (SIGSTOP: a node paused, a process swapped out for good) never reaches
+// the next collective; mpirun sees no exit, so only the other rank's watchdog can end the
+// job: within dist.timeout_s of the stop, naming the collective.
+TEST_CASE("mpi: a stopped rank ends the whole job within dist.timeout_s", "[mpi][fault]") {
+  ScratchDir d("mpi-stop");
+  const fs::path config = write_micro_config(d.path);
+  allow_root_mpirun();
+  constexpr int kTimeoutS = 8;
+  Child job("mpirun",
+            mpirun_args(2, {"train", config.string(), meap::str_cat("dist.timeout_s=", kTimeoutS),
+                            "run.out_dir=" + (d.path / "run").string()}),
+            d.path / "job.log");
+  REQUIRE(job.started());
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
+  while (!(fs::exists(d.path / "run" / "metrics.jsonl") &&
+           meap::latest_checkpoint((d.path / "run").string())) &&
+         SteadyClock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
+  const std::string pgrep = "pgrep -n -P " + std::to_string(job.pid()) + " meap";
+  FILE* p = ::popen(pgrep.c_str(), "r");
+  int victim = 0;
+  REQUIRE(std::fscanf(p, "%d", &victim) == 1);
+  ::pclose(p);
+  ::kill(victim, SIGSTOP);
+  const auto stopped_at = SteadyClock::now();
+  const bool ended = job.wait(kTimeoutS + 30);
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - stopped_at).count();
+  if (!ended) {  // the test's own cleanup: the stopped rank cannot take mpirun's SIGTERM
+    ::kill(victim, SIGKILL);
+    ::kill(victim, SIGCONT);
+  }
+  INFO(job.log());
+  REQUIRE(ended);
+  CHECK(!job.exited_ok());
+  // The watchdog fires after dist.timeout_s; mpirun then needs a moment to tear down.
+  CHECK(seconds < kTimeoutS + 10);
+  CHECK(std::regex_search(job.log(), std::regex("collective '[^']+' did not complete within")));
+  std::printf("mpi: job ended %.2f s after a rank was stopped (dist.timeout_s=%d)\n", seconds,
+              kTimeoutS);
   REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
 }
 

@@ -19,7 +19,6 @@ every step's loss must agree within 1e-4 relative. Also checked:
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -34,25 +33,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import llama_reference  # noqa: E402
 from license_corpus import prepare_license_corpus  # noqa: E402
+from checks import check, failures, run  # noqa: E402
 
 MEAP, WORK = sys.argv[1], sys.argv[2]
 STEPS = 20
 TOLERANCE = 1e-4
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args, expect=0):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if expect is not None and p.returncode != expect:
-        raise SystemExit(f"command exited {p.returncode}, expected {expect}: "
-                         f"{' '.join(map(str, args))}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def write_config(path, data_dir, run_dir):

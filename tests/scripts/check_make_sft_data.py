@@ -19,14 +19,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from checks import require as check  # noqa: E402
 SCRIPT = os.path.join(ROOT, "scripts", "make_sft_data.py")
-
-
-def check(condition, what, result=None):
-    if not condition:
-        detail = f"\nstdout: {result.stdout}\nstderr: {result.stderr}" if result else ""
-        sys.exit(f"FAIL: {what}{detail}")
-    print(f"ok: {what}")
 
 
 def run(cmd):

@@ -12,18 +12,14 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from checks import require as check  # noqa: E402
 try:
     import pyarrow
     import pyarrow.parquet as pq
 except ImportError:
     print("SKIP: pyarrow is not importable (pip install pyarrow or apt-get install python3-pyarrow)")
     sys.exit(77)
-
-
-def check(ok, what, p=None):
-    if not ok:
-        sys.exit(f"FAIL: {what}" + (f"\n{p.stdout}\n{p.stderr}" if p else ""))
-    print(f"ok: {what}")
 
 
 def main():

@@ -17,6 +17,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from checks import require as check  # noqa: E402
 SCRIPT = os.path.join(ROOT, "scripts", "plot_metrics.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,13 +27,6 @@ def run(*args, python_code=None):
     cmd = [sys.executable]
     cmd += ["-c", python_code] if python_code else [SCRIPT]
     return subprocess.run(cmd + list(args), capture_output=True, text=True)
-
-
-def check(condition, what, result=None):
-    if not condition:
-        detail = f"\nstdout: {result.stdout}\nstderr: {result.stderr}" if result else ""
-        sys.exit(f"FAIL: {what}{detail}")
-    print(f"ok: {what}")
 
 
 def fake_run(directory):

@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from license_corpus import prepare_license_corpus  # noqa: E402
+from checks import require as check  # noqa: E402
 
 try:
     from tensorboard.backend.event_processing import event_accumulator
@@ -25,12 +26,6 @@ try:
 except ImportError as e:
     print(f"SKIP: the tensorboard package is not importable ({e}); run scripts/install_deps.sh")
     sys.exit(77)
-
-
-def check(ok, what):
-    if not ok:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
 
 
 def main():

@@ -256,6 +256,7 @@ TEST_CASE("config: values out of range name the key", "[config]") {
       {"train.precision=fp16", "train.precision"},
       {"train.recompute=mlps", "train.recompute"},
       {"train.recompute=true", "train.recompute"},
+      {"data.meap.sampling=per_batch", "data.meap.sampling"},
       {"checkpoint.interval=0", "checkpoint.interval"},
       {"checkpoint.keep_last=0", "checkpoint.keep_last"},
       {"eval.interval=0", "eval.interval"},
@@ -294,6 +295,14 @@ TEST_CASE("config: train.precision and train.recompute", "[config]") {
   CHECK_THAT(msg, Contains("train.precision=auto"));
   // device auto may find a GPU: the trainer decides once the backend is chosen.
   CHECK_NOTHROW(parse_config(kModel, {"train.precision=bf16", "train.device=auto"}));
+}
+
+TEST_CASE("config: data.meap.sampling, per_sequence by default", "[config]") {
+  CHECK(parse_config(kModel).data.meap.sampling == meap::MaskSampling::per_sequence);
+  CHECK(parse_config(kModel, {"data.meap.sampling=authors_code"}).data.meap.sampling ==
+        meap::MaskSampling::authors_code);
+  CHECK_THAT(error_of(kModel, {"data.meap.sampling=authors"}),
+             Contains("per_sequence") && Contains("authors_code"));
 }
 
 TEST_CASE("config: data.seq_len must fit model.max_seq_len", "[config]") {

@@ -9,41 +9,15 @@
 #include "meap/eval/attention_maps.hpp"
 #include "meap/eval/eval_rng.hpp"
 #include "meap/eval/perplexity.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 
 namespace {
 
-class ByteCodec : public TextCodec {  // ids 5.. are bytes; 2 = EOS, 4 = [MASK]
- public:
-  std::vector<int32_t> encode(std::string_view text) const override {
-    std::vector<int32_t> ids;
-    for (unsigned char c : text) ids.push_back(static_cast<int32_t>(c) + 5);
-    return ids;
-  }
-  std::string decode(const std::vector<int32_t>& ids) const override {
-    std::string s;
-    for (int32_t id : ids)
-      if (id >= 5) s += static_cast<char>(id - 5);
-    return s;
-  }
-  int32_t document_start_id() const override { return 2; }
-  int32_t eos_id() const override { return 2; }
-  int32_t mask_id() const override { return 4; }
-};
+using meap_test::ByteCodec;  // ids 5.. are bytes; 2 = EOS, 4 = [MASK]
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 32;
-  c.dim = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 24;
-  c.max_seq_len = 24;
-  c.init_std = 0.3;
-  return c;
-}
+ModelConfig small_config() { return meap_test::tiny_llama(32, 16, 24, 24, 0.3); }
 
 // Zeroes rows [begin, end) of a CPU f32 parameter.
 void zero_rows(Llama& model, const std::string& name, int64_t begin, int64_t end) {

@@ -7,23 +7,13 @@
 
 #include "meap/eval/eval_rng.hpp"
 #include "meap/eval/llama_language_model.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 
 namespace {
 
-ModelConfig lm_config() {
-  ModelConfig c;
-  c.vocab_size = 23;
-  c.dim = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 24;
-  c.max_seq_len = 12;
-  c.init_std = 0.4;
-  return c;
-}
+ModelConfig lm_config() { return meap_test::tiny_llama(23, 16, 24, 12, 0.4); }
 
 // sum_k log softmax(logits at position |context| - 1 + k)[cont[k]], one sequence, B = 1.
 double reference_score(Llama& model, std::vector<int32_t> context, const std::vector<int32_t>& cont) {

@@ -14,29 +14,13 @@
 #include "meap/eval/eval_rng.hpp"
 #include "meap/eval/mdqa.hpp"
 #include "meap/eval/niah.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 
 namespace {
 
-// Byte b is id b + 5; ids 0-4 are reserved (2 = EOS, 4 = [MASK]) and decode to nothing.
-class ByteCodec : public TextCodec {
- public:
-  std::vector<int32_t> encode(std::string_view text) const override {
-    std::vector<int32_t> ids;
-    for (unsigned char c : text) ids.push_back(static_cast<int32_t>(c) + 5);
-    return ids;
-  }
-  std::string decode(const std::vector<int32_t>& ids) const override {
-    std::string s;
-    for (int32_t id : ids)
-      if (id >= 5) s += static_cast<char>(id - 5);
-    return s;
-  }
-  int32_t document_start_id() const override { return 2; }
-  int32_t eos_id() const override { return 2; }
-  int32_t mask_id() const override { return 4; }
-};
+using meap_test::ByteCodec;  // ids 5.. are bytes; 2 = EOS, 4 = [MASK]
 
 // Knows, for each encoded context, the continuation that is right (or, shuffled, the one
 // that is right for another item): it gives that continuation log-likelihood 0, every other

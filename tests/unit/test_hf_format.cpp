@@ -7,21 +7,13 @@
 #include "meap/export/hf_format.hpp"
 #include "meap/core/human_format.hpp"
 #include "meap/model/llama.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 
 namespace {
 ModelConfig small_config(bool tied) {
-  ModelConfig c;
-  c.vocab_size = 50;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 48;
-  c.max_seq_len = 16;
-  c.tie_embeddings = tied;
-  return c;
+  return meap_test::tiny_llama(50, 32, 48, 16, ModelConfig{}.init_std, tied);
 }
 }  // namespace
 

@@ -7,41 +7,19 @@
 
 #include "gradcheck.hpp"
 #include "meap/model/llama.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 using namespace meap::testing;
 
 namespace {
 
-ModelConfig tiny_config(bool tied) {
-  ModelConfig c;
-  c.vocab_size = 11;
-  c.dim = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 24;
-  c.max_seq_len = 8;
-  c.tie_embeddings = tied;
-  c.init_std = 0.3;  // larger than 0.02 so every path carries a visible gradient
-  return c;
+ModelConfig tiny_config(bool tied) {  // init_std: every path carries a visible gradient
+  return meap_test::tiny_llama(11, 16, 24, 8, 0.3, tied);
 }
 
-struct Batch {
-  std::vector<int32_t> inputs, targets;
-  std::vector<float> weights;
-};
-
-Batch random_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Batch b;
-  for (int64_t i = 0; i < B * T; ++i) {
-    const auto r = philox4x32({static_cast<uint32_t>(i), 0, 0, 0}, philox_key(seed));
-    b.inputs.push_back(static_cast<int32_t>(r[0] % V));
-    b.targets.push_back(static_cast<int32_t>(r[1] % V));
-    b.weights.push_back(r[2] % 5 == 0 ? 0.0f : 1.0f);  // some ignored positions
-  }
-  return b;
-}
+using Batch = meap_test::RandomBatch;
+using meap_test::random_batch;
 
 }  // namespace
 
@@ -52,7 +30,7 @@ TEST_CASE("Llama gradients match finite differences in double", "[model][gradche
     const int64_t B = 2, T = 6;
     Llama model(cfg, *be, B, T, DType::f64);
     model.init_weights(42);
-    const Batch batch = random_batch(B, T, cfg.vocab_size, 3);
+    const Batch batch = random_batch(B * T, cfg.vocab_size, 3);
     auto loss = [&] {
       return model.forward(batch.inputs.data(), batch.targets.data(), batch.weights.data(), B, T);
     };
@@ -79,7 +57,7 @@ TEST_CASE("Llama forward and backward are bit-identical from run to run", "[mode
   const ModelConfig cfg = tiny_config(false);
   auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t B = 3, T = 8;
-  const Batch batch = random_batch(B, T, cfg.vocab_size, 9);
+  const Batch batch = random_batch(B * T, cfg.vocab_size, 9);
   std::vector<float> first;
   double first_loss = 0;
   for (int run = 0; run < 2; ++run) {
@@ -105,7 +83,7 @@ TEST_CASE("Llama gradients accumulate over micro-batches", "[model]") {
   const ModelConfig cfg = tiny_config(true);
   auto be = make_backend(meap::DeviceChoice::cpu);
   const int64_t T = 8;
-  const Batch batch = random_batch(2, T, cfg.vocab_size, 4);
+  const Batch batch = random_batch(2 * T, cfg.vocab_size, 4);
   double total_weight = 0;
   for (float w : batch.weights) total_weight += w;
 
@@ -169,7 +147,7 @@ TEST_CASE("backward reports flat gradient ranges, final when reported, tiling th
     const ModelConfig cfg = tiny_config(tied);
     auto be = make_backend(meap::DeviceChoice::cpu);
     const int64_t T = 8;
-    const Batch batch = random_batch(2, T, cfg.vocab_size, 9);
+    const Batch batch = random_batch(2 * T, cfg.vocab_size, 9);
     Llama model(cfg, *be, 2, T, DType::f64);
     model.init_weights(2);
     model.zero_grad();

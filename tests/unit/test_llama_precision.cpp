@@ -15,6 +15,7 @@
 #include "meap/model/llama.hpp"
 #include "meap/model/llama_io.hpp"
 #include "meap/core/rng.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 using Catch::Matchers::Contains;
@@ -23,34 +24,12 @@ namespace {
 
 // Grouped-query attention (4 query heads, 2 KV heads) and 3 layers, so that recomputation
 // runs for layers other than the last (whose values are still in the shared buffers).
-ModelConfig gqa_config() {
-  ModelConfig c;
-  c.vocab_size = 13;
-  c.dim = 16;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 24;
-  c.max_seq_len = 8;
-  c.init_std = 0.3;  // large enough that every path carries a visible gradient
-  return c;
+ModelConfig gqa_config() {  // 3 layers; init_std: every path carries a visible gradient
+  return meap_test::tiny_llama(13, 16, 24, 8, 0.3, false, 3);
 }
 
-struct Batch {
-  std::vector<int32_t> inputs, targets;
-  std::vector<float> weights;
-};
-
-Batch random_batch(int64_t n, int64_t V, uint64_t seed) {
-  Batch b;
-  for (int64_t i = 0; i < n; ++i) {
-    const auto r = philox4x32({static_cast<uint32_t>(i), 0, 0, 0}, philox_key(seed));
-    b.inputs.push_back(static_cast<int32_t>(r[0] % V));
-    b.targets.push_back(static_cast<int32_t>(r[1] % V));
-    b.weights.push_back(r[2] % 5 == 0 ? 0.0f : 1.0f);
-  }
-  return b;
-}
+using Batch = meap_test::RandomBatch;
+using meap_test::random_batch;
 
 std::vector<char> bytes_of(const Tensor& t) {
   const char* p = static_cast<const char*>(t.data);

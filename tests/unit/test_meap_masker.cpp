@@ -409,3 +409,62 @@ TEST_CASE("invalid masker configs and calls are refused", "[masker]") {
   CHECK_THROWS_AS(m.mask_positions(tokens.data(), 8, uint64_t{1} << 32, 0), meap::Error);
   CHECK_NOTHROW(m.mask_positions(tokens.data(), 8, 0xFFFFFFFFull, 0));
 }
+
+// data.meap.sampling: authors_code (the released code's random.seed(50 + step % 51);
+// random.sample(range(0, T - 1), max(1, int(P * T)))). Python's own draws are compared in
+// tests/scripts/check_authors_masks.py; here, the properties that make it safe to train with.
+TEST_CASE("authors_code: max(1, int(P*T)) positions of [0, T-1), a pure function of the step",
+          "[masker]") {
+  MaskerConfig c = make_config(0.15, 1234);
+  c.sampling = meap::MaskSampling::authors_code;
+  const MeapMasker m(c);
+  CHECK(m.mask_count(128) == 19);   // int(19.2)
+  CHECK(m.mask_count(10) == 1);     // int(1.5); per_sequence rounds to 2
+  CHECK(m.mask_count(2) == 1);      // max(1, int(0.3))
+  CHECK(m.mask_count(2048) == 307);
+  MaskerConfig zero = c;
+  zero.mask_ratio = 0;
+  CHECK(MeapMasker(zero).mask_count(128) == 0);  // P = 0 is NTP, not the released max(1, 0)
+
+  const int64_t T = 64;
+  const auto tokens = clean_tokens(T);
+  for (uint64_t step = 0; step < 120; ++step) {
+    const auto positions = m.mask_positions(tokens.data(), T, 0, 0, step);
+    REQUIRE(static_cast<int64_t>(positions.size()) == m.mask_count(T));
+    REQUIRE(positions.back() < T - 1);  // the last input is never masked
+    // Not the epoch, the sequence, the seed, the tokens or the thread: only step % 51.
+    MaskerConfig other = c;
+    other.seed = 99;
+    const MeapMasker m2(other);
+    REQUIRE(m2.mask_positions(clean_tokens(T, 7).data(), T, 5, 12345, step) == positions);
+    REQUIRE(m.mask_positions(tokens.data(), T, 0, 0, step + 51) == positions);
+    std::vector<int64_t> from_thread;
+    std::thread([&] { from_thread = m.mask_positions(tokens.data(), T, 3, 9, step); }).join();
+    REQUIRE(from_thread == positions);
+    const Example e = run(m, tokens, 0, 0);  // step 0 through make_example's default
+    if (step == 0) REQUIRE(masked_in(e.inputs) == positions);
+    // The cached pattern is the one computed afresh.
+    auto fresh = MeapMasker::authors_code_positions(step, T, m.mask_count(T));
+    std::sort(fresh.begin(), fresh.end());
+    REQUIRE(fresh == positions);
+  }
+  CHECK(m.mask_positions(tokens.data(), T, 0, 0, 1) != m.mask_positions(tokens.data(), T, 0, 0, 2));
+  CHECK_THROWS_WITH(m.mask_positions(tokens.data(), 1, 0, 0, 0), Contains("data.meap.sampling"));
+}
+
+TEST_CASE("authors_code: keep_special_unmasked leaves drawn BOS/EOS positions clean", "[masker]") {
+  MaskerConfig c = make_config(0.3, 5);
+  c.sampling = meap::MaskSampling::authors_code;
+  const MeapMasker plain(c);
+  c.keep_special_unmasked = true;
+  const MeapMasker keep(c);
+  const int64_t T = 40;
+  for (uint64_t step = 0; step < 51; ++step) {
+    auto tokens = clean_tokens(T, static_cast<uint32_t>(step));
+    const auto all = plain.mask_positions(tokens.data(), T, 0, 0, step);
+    tokens[all.front()] = kEos;
+    tokens[all.back()] = kBos;
+    const auto kept = keep.mask_positions(tokens.data(), T, 0, 0, step);
+    REQUIRE(kept == std::vector<int64_t>(all.begin() + 1, all.end() - 1));
+  }
+}

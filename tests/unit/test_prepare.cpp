@@ -16,6 +16,7 @@
 #include "meap/data/prepare.hpp"
 #include "meap/data/token_shard.hpp"
 #include "meap/data/tokenizer.hpp"
+#include "fixtures.hpp"
 
 namespace fs = std::filesystem;
 using meap::PrepareOptions;
@@ -23,35 +24,13 @@ using meap::PrepareSummary;
 
 namespace {
 
-// One directory per test process: ctest may run test cases as parallel processes.
-struct Root {
-  fs::path path = fs::temp_directory_path() / ("meap_prepare_test-" + std::to_string(::getpid()));
-  Root() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Root() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 const fs::path& root() {
-  static const Root r;
-  return r.path;
+  static const meap_test::TempDir r("meap_prepare_test");
+  return r.path();
 }
 
-void write_file(const fs::path& p, const std::string& bytes) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using meap_test::slurp;
+using meap_test::write_text;
 
 struct Corpus {
   std::vector<std::string> inputs;
@@ -94,7 +73,7 @@ const Corpus& corpus() {
       if (d + 1 < 20) a += separators[d % 4];
     }
     a.pop_back();  // the last document ends without a newline
-    write_file(dir / "a.txt", a);
+    write_text(dir / "a.txt", a);
     c.inputs.push_back((dir / "a.txt").string());
 
     std::string b;
@@ -107,15 +86,15 @@ const Corpus& corpus() {
       c.docs.push_back(doc);
       if (d == 4) b += "{\"text\": \"\"}\n\n{\"text\": \" \\n \"}\n";  // dropped, skipped, dropped
     }
-    write_file(dir / "b.jsonl", b);
+    write_text(dir / "b.jsonl", b);
     c.inputs.push_back((dir / "b.jsonl").string());
 
     const std::string d1 = sentence(state, 9), d2 = sentence(state, 7);
     const std::string d3 = sentence(state, 8), d4 = sentence(state, 6);
-    write_file(dir / "sub" / "b_dir" / "c.txt", d3 + "\n\n" + d4 + "\n");
-    write_file(dir / "sub" / "a.txt", d1 + "\n\n" + d2 + "\n");
-    write_file(dir / "sub" / ".hidden.txt", "never read\n");
-    write_file(dir / "sub" / ".git" / "config", "never read\n");
+    write_text(dir / "sub" / "b_dir" / "c.txt", d3 + "\n\n" + d4 + "\n");
+    write_text(dir / "sub" / "a.txt", d1 + "\n\n" + d2 + "\n");
+    write_text(dir / "sub" / ".hidden.txt", "never read\n");
+    write_text(dir / "sub" / ".git" / "config", "never read\n");
     c.docs.insert(c.docs.end(), {d1, d2, d3, d4});  // sorted by path: sub/a.txt first
     c.inputs.push_back((dir / "sub").string());
     return c;
@@ -168,7 +147,7 @@ std::vector<std::vector<int32_t>> split_at(const std::vector<int32_t>& stream, i
 std::map<std::string, std::string> dir_contents(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::directory_iterator(dir))
-    files[e.path().filename().string()] = read_file(e.path());
+    files[e.path().filename().string()] = slurp(e.path());
   return files;
 }
 
@@ -257,7 +236,7 @@ TEST_CASE("prepare: shards decode back to exactly the documents of each split", 
   for (size_t i = 0; i < train.size(); ++i) CHECK(tok.decode(train[i]) == train_docs[i]);
 
   // The manifest, and nothing temporary left behind.
-  const auto m = nlohmann::json::parse(read_file(s.manifest_path));
+  const auto m = nlohmann::json::parse(slurp(s.manifest_path));
   CHECK(m["tokenizer"]["vocab_size"] == 300);
   CHECK(m["tokenizer"]["eos"] == 2);
   CHECK(m["documents"]["val"] == val_docs.size());
@@ -334,7 +313,7 @@ TEST_CASE("prepare: refuses an existing output unless forced", "[prepare]") {
                       Catch::Contains("prepare.json") && Catch::Contains("--force"));
 
   // A forced run replaces the output, shards of the earlier run included.
-  write_file(root() / "run5" / "train-00099.bin", "stale");
+  write_text(root() / "run5" / "train-00099.bin", "stale");
   o.force = true;
   o.val_fraction = 0;
   o.tokenizer = (root() / "run5" / "tokenizer.model").string();  // copying onto itself is fine
@@ -347,7 +326,7 @@ TEST_CASE("prepare: refuses an existing output unless forced", "[prepare]") {
   CHECK(meap::Tokenizer::load(o.tokenizer).vocab_size() == 300);
 
   // Shards without a manifest (an interrupted run) are refused too.
-  write_file(root() / "run4" / "val-00000.bin", "stale");
+  write_text(root() / "run4" / "val-00000.bin", "stale");
   PrepareOptions o4 = options("run4", 1);
   o4.tokenizer = s.tokenizer_path;
   REQUIRE_THROWS_WITH(meap::prepare_corpus(o4),
@@ -357,7 +336,7 @@ TEST_CASE("prepare: refuses an existing output unless forced", "[prepare]") {
 TEST_CASE("prepare: bad input is refused with its location", "[prepare]") {
   const PrepareSummary& s = reference_run();
   const fs::path bad = root() / "bad";
-  write_file(bad / "bad.jsonl", "{\"text\": \"fine\"}\n{\"txt\": \"no text field\"}\n");
+  write_text(bad / "bad.jsonl", "{\"text\": \"fine\"}\n{\"txt\": \"no text field\"}\n");
   PrepareOptions o = options("out-bad", 2);
   o.inputs = {corpus().inputs[0], (bad / "bad.jsonl").string()};
   REQUIRE_THROWS_WITH(meap::prepare_corpus(o),
@@ -370,16 +349,16 @@ TEST_CASE("prepare: bad input is refused with its location", "[prepare]") {
     CHECK(name != "prepare.json");
   }
 
-  write_file(bad / "notjson.jsonl", "{\"text\": \"ok\"}\n\n[1, 2]\n");
+  write_text(bad / "notjson.jsonl", "{\"text\": \"ok\"}\n\n[1, 2]\n");
   o.inputs = {(bad / "notjson.jsonl").string()};
   REQUIRE_THROWS_WITH(meap::prepare_corpus(o), Catch::Contains("notjson.jsonl:3"));
 
-  write_file(bad / "latin1.txt", "fine\n\ncaf\xE9\n");
+  write_text(bad / "latin1.txt", "fine\n\ncaf\xE9\n");
   o.inputs = {(bad / "latin1.txt").string()};
   REQUIRE_THROWS_WITH(meap::prepare_corpus(o),
                       Catch::Contains("latin1.txt:3") && Catch::Contains("UTF-8"));
 
-  write_file(bad / "blank.txt", "\n  \n\t\n");
+  write_text(bad / "blank.txt", "\n  \n\t\n");
   o.inputs = {(bad / "blank.txt").string()};
   REQUIRE_THROWS_WITH(meap::prepare_corpus(o), Catch::Contains("no documents"));
   o.tokenizer.clear();  // the tokenizer's training pass says so too
@@ -397,7 +376,7 @@ TEST_CASE("prepare: the last document goes to val when the hash sent none there"
   const PrepareSummary& s = reference_run();
   const meap::Tokenizer tok = meap::Tokenizer::load(s.tokenizer_path);
   const fs::path small = root() / "small.txt";
-  write_file(small, "the sea\n\nthe moon\n\nthe dry land\n");
+  write_text(small, "the sea\n\nthe moon\n\nthe dry land\n");
   PrepareOptions o = options("run-small", 2);
   o.inputs = {small.string()};
   o.tokenizer = s.tokenizer_path;
@@ -408,7 +387,7 @@ TEST_CASE("prepare: the last document goes to val when the hash sent none there"
   CHECK(tok.decode(split_at(read_stream(r.val_shards), 2).at(0)) == "the dry land");
 
   // One document alone stays in train.
-  write_file(small, "the sea\nthe moon\n");
+  write_text(small, "the sea\nthe moon\n");
   o.out_dir = (root() / "run-one").string();
   const PrepareSummary one = meap::prepare_corpus(o);
   CHECK(one.train_documents == 1);
@@ -431,7 +410,7 @@ void zstd_to(const fs::path& dst, const std::string& bytes) {
   const size_t n = ZSTD_compress(out.data(), out.size(), bytes.data(), bytes.size(), 3);
   REQUIRE(!ZSTD_isError(n));
   out.resize(n);
-  write_file(dst, out);
+  write_text(dst, out);
 }
 
 }  // namespace
@@ -443,7 +422,7 @@ TEST_CASE("prepare: .jsonl.gz and .jsonl.zst give the shards of the plain file",
   std::string jsonl;
   for (int d = 0; d < 40; ++d)  // the document under "content"; "text" is a decoy
     jsonl += nlohmann::json{{"text", "no"}, {"content", sentence(state, 5 + d % 7)}}.dump() + "\n";
-  write_file(dir / "in" / "d.jsonl", jsonl);
+  write_text(dir / "in" / "d.jsonl", jsonl);
   gzip_to(dir / "in" / "d.jsonl.gz", jsonl);
   zstd_to(dir / "in" / "d.jsonl.zst", jsonl);
 

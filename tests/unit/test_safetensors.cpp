@@ -17,6 +17,7 @@
 #include "meap/core/dtype.hpp"
 #include "meap/core/error.hpp"
 #include "meap/core/safetensors.hpp"
+#include "fixtures.hpp"
 
 namespace {
 
@@ -26,36 +27,11 @@ using meap::DType;
 using meap::SafetensorsFile;
 using meap::SafetensorsWriter;
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("meap_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+struct TempDir : meap_test::TempDir {
+  TempDir() : meap_test::TempDir("meap_safetensors") {}
 };
 
-// The message of the meap::Error that f throws; fails the test if it throws nothing.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const meap::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a meap::Error, nothing was thrown");
-  return {};
-}
+using meap_test::error_of;
 
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -11,6 +11,7 @@
 #include "meap/model/llama.hpp"
 #include "meap/core/rng.hpp"
 #include "meap/model/sampler.hpp"
+#include "fixtures.hpp"
 
 using namespace meap;
 
@@ -35,17 +36,8 @@ SamplingOptions sampled(double temperature, int64_t top_k, uint64_t seed = 1) {
   return o;
 }
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 11;
-  c.dim = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_dim = 24;
-  c.max_seq_len = 8;
-  c.init_std = 0.3;  // large enough that the logits differ clearly from position to position
-  return c;
+ModelConfig tiny_config() {  // init_std: the logits differ clearly from position to position
+  return meap_test::tiny_llama(11, 16, 24, 8, 0.3);
 }
 
 // Argmax of the last position's logits, computed directly from forward_logits.

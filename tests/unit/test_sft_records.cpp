@@ -18,40 +18,20 @@
 #include "meap/data/sft_prepare.hpp"
 #include "meap/data/sft_records.hpp"
 #include "meap/data/tokenizer.hpp"
+#include "fixtures.hpp"
 
 namespace fs = std::filesystem;
 using namespace meap;
 
 namespace {
 
-struct Root {
-  fs::path path = fs::temp_directory_path() / ("meap_sft_records-" + std::to_string(::getpid()));
-  Root() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Root() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 const fs::path& root() {
-  static const Root r;
-  return r.path;
+  static const meap_test::TempDir r("meap_sft_records");
+  return r.path();
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_file(const fs::path& p, const std::string& bytes) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << bytes;
-}
+using meap_test::slurp;
+using meap_test::write_text;
 
 // Trained once per test process on a few English words: cheap and reproducible.
 const std::string& tokenizer_path() {
@@ -89,7 +69,7 @@ std::string text_of(const SftSample& s, SftRole role) {
 }
 
 void gzip_file(const fs::path& src, const fs::path& dst) {
-  const std::string data = read_file(src);
+  const std::string data = slurp(src);
   fs::create_directories(dst.parent_path());
   gzFile gz = gzopen(dst.c_str(), "wb");
   REQUIRE(gz != nullptr);
@@ -100,7 +80,7 @@ void gzip_file(const fs::path& src, const fs::path& dst) {
 
 // Two zstd frames, so the reader must go on after the first one ends.
 void zstd_file(const fs::path& src, const fs::path& dst) {
-  const std::string data = read_file(src);
+  const std::string data = slurp(src);
   std::string out;
   const size_t half = data.size() / 2;
   for (const std::string part : {data.substr(0, half), data.substr(half)}) {
@@ -109,7 +89,7 @@ void zstd_file(const fs::path& src, const fs::path& dst) {
     REQUIRE_FALSE(ZSTD_isError(n));
     out += frame.substr(0, n);
   }
-  write_file(dst, out);
+  write_text(dst, out);
 }
 
 SftPrepareOptions options(const fs::path& out, std::vector<std::string> inputs) {
@@ -217,8 +197,8 @@ TEST_CASE("sft records: templates give each token its role and every assistant t
   }
   // A template file: unknown keys are refused with the file's name.
   const fs::path good = root() / "tmpl.json", bad = root() / "bad-tmpl.json";
-  write_file(good, R"({"user_prefix": "Q: ", "user_suffix": "\n", "assistant_prefix": "A: "})");
-  write_file(bad, R"({"user_prefix": "Q: ", "assitant_prefix": "A: "})");
+  write_text(good, R"({"user_prefix": "Q: ", "user_suffix": "\n", "assistant_prefix": "A: "})");
+  write_text(bad, R"({"user_prefix": "Q: ", "assitant_prefix": "A: "})");
   const SftTemplate t = SftTemplate::load(good.string());
   CHECK(t.user_prefix == "Q: ");
   CHECK(t.system_suffix.empty());
@@ -249,7 +229,7 @@ TEST_CASE("sft records: the overlong policy cuts the prompt from the left, or dr
 TEST_CASE("sft prepare: bad records are counted and reported by file and line", "[sft]") {
   const fs::path in = root() / "bad-mix" / "train.jsonl";
   const std::string long_prompt = long_answer(200);
-  write_file(in,
+  write_text(in,
              R"({"prompt": "who built the bridge", "response": "Ada built the bridge"})" "\n"
              "{not json\n"                                                          // line 2
              "\n"                                                                   // blank: skipped
@@ -276,7 +256,7 @@ TEST_CASE("sft prepare: bad records are counted and reported by file and line", 
     CHECK(s.rejects[i].kind == expected[i].second);
   }
   // The same list on disk, and the counts in the manifest.
-  std::istringstream lines(read_file(s.rejects_path));
+  std::istringstream lines(slurp(s.rejects_path));
   std::string line;
   int n = 0;
   while (std::getline(lines, line)) {
@@ -286,7 +266,7 @@ TEST_CASE("sft prepare: bad records are counted and reported by file and line", 
     ++n;
   }
   CHECK(n == 4);
-  const auto m = nlohmann::json::parse(read_file(s.manifest_path));
+  const auto m = nlohmann::json::parse(slurp(s.manifest_path));
   CHECK(m["records"]["rejected"]["overlong"] == 1);
   CHECK(m["records"]["truncated"] == 1);
   // An output directory inside the input directory is never read back (its
@@ -306,7 +286,7 @@ TEST_CASE("sft prepare: bad records are counted and reported by file and line", 
 
 TEST_CASE("sft prepare: no usable record is an error naming the first one", "[sft]") {
   const fs::path in = root() / "all-bad" / "x.jsonl";
-  write_file(in, "{oops\n" R"({"prompt": "a", "response": ""})" "\n");
+  write_text(in, "{oops\n" R"({"prompt": "a", "response": ""})" "\n");
   CHECK_THROWS_WITH(prepare_sft(options(root() / "all-bad-out", {in.string()})),
                     Catch::Contains("no usable SFT record") && Catch::Contains("1 not_json") &&
                         Catch::Contains("1 empty_answer") && Catch::Contains(in.string() + ":1"));
@@ -328,7 +308,7 @@ TEST_CASE("sft prepare: .jsonl.gz and .jsonl.zst give the same shards as the pla
     jsonl += j.dump() + (i % 50 == 7 ? "\r\n" : "\n");
   }
   jsonl += "{broken\n";  // a bad line survives compression with its line number
-  write_file(dir / "plain" / "d.jsonl", jsonl);
+  write_text(dir / "plain" / "d.jsonl", jsonl);
   gzip_file(dir / "plain" / "d.jsonl", dir / "gz" / "d.jsonl.gz");
   zstd_file(dir / "plain" / "d.jsonl", dir / "zst" / "d.jsonl.zst");
   std::vector<std::string> shard_bytes[3];
@@ -344,8 +324,8 @@ TEST_CASE("sft prepare: .jsonl.gz and .jsonl.zst give the same shards as the pla
     REQUIRE(s.rejects.size() == 1);
     CHECK(s.rejects[0].line == 301);
     CHECK(s.val_samples > 0);
-    for (const auto& e : s.train_shards) shard_bytes[k].push_back(read_file(e.path));
-    for (const auto& e : s.val_shards) shard_bytes[k].push_back(read_file(e.path));
+    for (const auto& e : s.train_shards) shard_bytes[k].push_back(slurp(e.path));
+    for (const auto& e : s.val_shards) shard_bytes[k].push_back(slurp(e.path));
     ++k;
   }
   REQUIRE(shard_bytes[0].size() > 2);
@@ -362,13 +342,13 @@ TEST_CASE("sft prepare: truncated compressed inputs are refused with the file", 
   for (int i = 0; i < 2000; ++i)
     jsonl += R"({"prompt": "who built the bridge", "response": "Ada built it in year )" +
              std::to_string(i) + "\"}\n";
-  write_file(dir / "d.jsonl", jsonl);
+  write_text(dir / "d.jsonl", jsonl);
   gzip_file(dir / "d.jsonl", dir / "d.jsonl.gz");
   zstd_file(dir / "d.jsonl", dir / "d.jsonl.zst");
   for (const char* name : {"d.jsonl.gz", "d.jsonl.zst"}) {
-    const std::string bytes = read_file(dir / name);
+    const std::string bytes = slurp(dir / name);
     const fs::path cut = dir / (std::string("cut-") + name);
-    write_file(cut, bytes.substr(0, bytes.size() * 2 / 3));
+    write_text(cut, bytes.substr(0, bytes.size() * 2 / 3));
     LineReader reader(cut.string());
     std::string_view line;
     CHECK_THROWS_WITH(
@@ -378,7 +358,7 @@ TEST_CASE("sft prepare: truncated compressed inputs are refused with the file", 
         }(),
         Catch::Contains(cut.string()) && Catch::Contains("truncated"));
   }
-  write_file(dir / "fake.jsonl.gz", "{\"prompt\": \"a\", \"response\": \"b\"}\n");
+  write_text(dir / "fake.jsonl.gz", "{\"prompt\": \"a\", \"response\": \"b\"}\n");
   LineReader fake((dir / "fake.jsonl.gz").string());
   std::string_view line;
   CHECK_THROWS_WITH(fake.next(line), Catch::Contains("not gzip"));

@@ -19,6 +19,7 @@
 
 #include "meap/core/error.hpp"
 #include "meap/data/token_shard.hpp"
+#include "fixtures.hpp"
 
 namespace {
 
@@ -29,36 +30,11 @@ using meap::ShardReader;
 using meap::ShardWriter;
 using meap::SpecialTokens;
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("meap_shard_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+struct TempDir : meap_test::TempDir {
+  TempDir() : meap_test::TempDir("meap_shard") {}
 };
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const meap::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a meap::Error, nothing was thrown");
-  return {};
-}
+using meap_test::error_of;
 
 std::vector<unsigned char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -199,3 +199,91 @@ TEST_CASE("streamer: errors name the problem", "[streamer]") {
   s.next();  // sequences 0 and 1: clean
   CHECK_THROWS_WITH(s.next(), Catch::Contains("already contains the [MASK] id"));
 }
+
+// data.meap.sampling: authors_code -- one pattern per optimizer step (epoch * batches + batch),
+// shared by every row and rank, resumable.
+TEST_CASE("streamer: authors_code masks every row of a step alike, on any rank and after a resume",
+          "[streamer]") {
+  const fs::path dir = temp_dir("meap_streamer_authors");
+  write_shards(dir, {1533});  // 95 sequences of 16: 11 batches of 8 an epoch
+  StreamerConfig c = base_config(dir);
+  c.mask_sampling = MaskSampling::authors_code;
+  c.mask_ratio = 0.2;  // max(1, int(0.2 * 16)) = 3 masks a row
+  TokenStreamer one(c);
+  const uint64_t bpe = one.batches_per_epoch();
+  REQUIRE(bpe == 11);
+  const int64_t T = c.seq_len;
+  std::vector<std::vector<int32_t>> whole_inputs;
+  for (uint64_t step = 0; step < 60; ++step) {  // five epochs: steps past 51 wrap around
+    const TokenBatch& b = one.next();
+    REQUIRE(b.position.epoch * bpe + b.position.batch == step);
+    const std::vector<int64_t> pattern = MeapMasker::authors_code_positions(step, T, 3);
+    std::set<int64_t> expected(pattern.begin(), pattern.end());
+    REQUIRE(expected.size() == 3);
+    CHECK(*expected.rbegin() < T - 1);  // the last input is never masked
+    for (int64_t i = 0; i < b.batch_size; ++i) {
+      std::set<int64_t> got;
+      for (int64_t t = 0; t < T; ++t)
+        if (b.inputs[i * T + t] == kSpecial.mask) got.insert(t);
+      INFO("step " << step << " row " << i);
+      REQUIRE(got == expected);
+    }
+    whole_inputs.push_back(b.inputs);
+  }
+  // Step s and step s + 51 use the same pattern; steps s and s + 1 (almost always) not.
+  const auto masks_of = [&](uint64_t s) {
+    std::vector<int64_t> m;
+    for (int64_t t = 0; t < T; ++t)
+      if (whole_inputs[s][t] == kSpecial.mask) m.push_back(t);
+    return m;
+  };
+  for (uint64_t s = 0; s + 51 < whole_inputs.size(); ++s) CHECK(masks_of(s) == masks_of(s + 51));
+  std::set<std::vector<int64_t>> distinct;
+  for (uint64_t s = 0; s < 51; ++s) distinct.insert(masks_of(s));
+  CHECK(distinct.size() > 40);
+
+  SECTION("rank slices are the one-rank batch") {
+    for (int world : {2, 4}) {
+      one.restore({});
+      std::vector<std::unique_ptr<TokenStreamer>> ranks;
+      for (int r = 0; r < world; ++r) {
+        StreamerConfig rc = c;
+        rc.rank = r;
+        rc.world_size = world;
+        ranks.push_back(std::make_unique<TokenStreamer>(rc));
+      }
+      for (int step = 0; step < 25; ++step) {
+        const TokenBatch& whole = one.next();
+        const int64_t rows = whole.batch_size / world;
+        for (int r = 0; r < world; ++r) {
+          const TokenBatch& part = ranks[r]->next();
+          INFO("world " << world << " rank " << r << " step " << step);
+          CHECK(std::equal(part.inputs.begin(), part.inputs.end(),
+                           whole.inputs.begin() + r * rows * T));
+        }
+      }
+    }
+  }
+  SECTION("a restored position yields the same batches, in a fresh streamer too") {
+    TokenStreamer fresh(c);
+    fresh.restore({1, 4});  // step 15
+    for (uint64_t step = 15; step < 40; ++step) CHECK(fresh.next().inputs == whole_inputs[step]);
+    one.restore({3, 2});  // step 35
+    for (uint64_t step = 35; step < 60; ++step) CHECK(one.next().inputs == whole_inputs[step]);
+  }
+  SECTION("per_sequence (the default) draws other positions for each row") {
+    StreamerConfig pc = c;
+    pc.mask_sampling = MaskSampling::per_sequence;
+    TokenStreamer per(pc);
+    const TokenBatch& b = per.next();
+    std::set<std::vector<int64_t>> rows;
+    for (int64_t i = 0; i < b.batch_size; ++i) {
+      std::vector<int64_t> m;
+      for (int64_t t = 0; t < T; ++t)
+        if (b.inputs[i * T + t] == kSpecial.mask) m.push_back(t);
+      CHECK(m.size() == 3);  // round(0.2 * 16) = 3 as well
+      rows.insert(m);
+    }
+    CHECK(rows.size() > 1);
+  }
+}

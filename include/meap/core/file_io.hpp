@@ -36,4 +36,26 @@ void fsync_file(const std::string& path);
 // failure the temporary file is removed and the old `path` is untouched.
 void write_file_atomic(const std::string& path, std::string_view data);
 
+// The temporary file of a write made piece by piece: on any exit before commit_as() it is
+// closed and removed, so a failed write leaves neither a half-written target nor a stray
+// .tmp behind.
+class TempFile {
+ public:
+  explicit TempFile(std::string path);  // created (or truncated); throws naming it
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile();
+
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  void sync_and_close();
+  // Renames the (synced and closed) file over `target` and fsyncs target's directory.
+  void commit_as(const std::string& target);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
 }  // namespace meap

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "meap/core/dtype.hpp"
+#include "meap/core/mapped_file.hpp"
 
 namespace meap {
 
@@ -78,8 +79,8 @@ class SafetensorsFile {
   SafetensorsFile() = default;
 
   std::string path_;
-  std::vector<char> bytes_;  // the whole file
-  size_t data_start_ = 0;    // 8 + header length
+  MappedFile file_;        // the whole file
+  size_t data_start_ = 0;  // 8 + header length
   std::vector<SafetensorsTensorInfo> tensors_;
   std::map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;

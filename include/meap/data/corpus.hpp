@@ -31,6 +31,14 @@ struct CorpusFile {
 std::vector<CorpusFile> list_corpus_files(const std::vector<std::string>& inputs,
                                           const std::vector<std::string>& exclude_dirs = {});
 
+// The walk behind list_corpus_files and list_sft_files: a directory keeps only the files
+// whose name `wanted` accepts (null: every file), and a file given by name that it refuses
+// is an error. `kind` ("" or "SFT ") and `wanted_names` (".jsonl or .txt") word the errors.
+std::vector<std::string> list_input_files(const std::vector<std::string>& inputs,
+                                          const std::vector<std::string>& exclude_dirs,
+                                          bool (*wanted)(const std::string& name),
+                                          const char* kind, const char* wanted_names);
+
 // Streams the documents of a list of files, in order, holding one line at a time (plus the
 // document being assembled), so corpora larger than memory are fine.
 //

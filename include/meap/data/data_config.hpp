@@ -6,12 +6,14 @@
 #include <string>
 
 #include "meap/core/config_schema.hpp"
+#include "meap/data/mask_sampling.hpp"
 
 namespace meap {
 
 struct MeapConfig {
   double mask_ratio = 0.15;            // fraction of input tokens replaced by [MASK]; 0 = NTP
   bool keep_special_unmasked = false;  // never mask BOS/EOS
+  MaskSampling sampling = MaskSampling::per_sequence;  // how positions are drawn (mask_sampling.hpp)
   bool operator==(const MeapConfig&) const = default;
 };
 

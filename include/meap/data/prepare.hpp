@@ -47,6 +47,8 @@ struct ShardEntry {
   std::string path;  // out_dir/train-00000.bin, ...
   uint64_t n_tokens = 0;
 };
+// "2 (train-00000.bin .. train-00001.bin)", or "none": a split's shards in a summary.
+std::string shard_names(const std::vector<ShardEntry>& shards);
 
 struct PrepareSummary {
   std::vector<std::string> input_files;

@@ -88,12 +88,6 @@ class SftShardReader {
  public:
   static SftShardReader open(const std::string& path, bool verify_checksum = true);
 
-  SftShardReader(SftShardReader&& other) noexcept;
-  SftShardReader& operator=(SftShardReader&& other) noexcept;
-  SftShardReader(const SftShardReader&) = delete;
-  SftShardReader& operator=(const SftShardReader&) = delete;
-  ~SftShardReader();
-
   const SftShardInfo& info() const { return info_; }
   const std::string& path() const { return path_; }
   uint64_t n_samples() const { return info_.n_samples; }
@@ -109,13 +103,11 @@ class SftShardReader {
 
  private:
   SftShardReader() = default;
-  void unmap() noexcept;
   uint64_t offset(uint64_t i) const;
 
   std::string path_;
   SftShardInfo info_;
-  void* map_ = nullptr;
-  size_t map_bytes_ = 0;
+  MappedFile file_;
   size_t roles_at_ = 0, index_at_ = 0;  // byte offsets in the file
   std::vector<uint32_t> answer_counts_;  // (n_samples)
 };

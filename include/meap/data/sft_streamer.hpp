@@ -5,14 +5,10 @@
 // state a checkpoint needs, and any rank count sees the same rows and masks.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "meap/data/sft_builder.hpp"
@@ -86,9 +82,6 @@ class SftStreamer {
                 float* weights, int32_t* segments, int32_t* positions) const;
   void locate(uint64_t sample, size_t& shard, uint64_t& local) const;
   StreamerState advance(StreamerState s) const;
-  void start_worker();
-  void stop_worker();
-  void worker_loop();
 
   SftStreamerConfig config_;
   std::unique_ptr<SftBuilder> builder_;  // needs the shards' [MASK] id
@@ -101,16 +94,7 @@ class SftStreamer {
 
   mutable std::mutex plan_mutex_;
   mutable std::shared_ptr<const EpochPlan> plans_[2];  // the two most recent epochs
-
-  std::vector<SftBatch> slots_;
-  std::deque<int> ready_, free_;
-  int in_use_ = -1;
-  StreamerState produce_at_, consume_at_;
-  std::exception_ptr worker_error_;
-  bool stopping_ = false;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::thread worker_;
+  PrefetchPipeline<SftBatch> pipeline_;  // last: its worker stops before the rest goes
 };
 
 }  // namespace meap

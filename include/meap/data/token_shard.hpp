@@ -5,10 +5,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "meap/core/checksum.hpp"
+#include "meap/core/file_io.hpp"
+#include "meap/core/mapped_file.hpp"
 
 namespace meap {
 
@@ -16,7 +19,12 @@ namespace meap {
 // Shards that are mixed in one run must agree on them (check_shards_compatible).
 struct SpecialTokens {
   int32_t bos = -1, eos = -1, pad = -1, mask = -1;
+  bool operator==(const SpecialTokens&) const = default;
 };
+// "bos=1 eos=2 pad=-1 mask=3", for messages.
+std::string special_tokens_string(const SpecialTokens& s);
+// The first special id outside [0, vocab_size) other than -1, as "name=id"; "" when none.
+std::string bad_special_token(const SpecialTokens& s, uint32_t vocab_size);
 
 // The header of a shard, as read (or about to be written).
 struct ShardInfo {
@@ -51,11 +59,6 @@ class ShardWriter {
   // `meap train` refuses such shards.
   ShardWriter(std::string path, uint32_t vocab_size, SpecialTokens special,
               uint64_t tokenizer_checksum = 0);
-  ShardWriter(ShardWriter&& other) noexcept;
-  ShardWriter& operator=(ShardWriter&& other) noexcept;
-  ShardWriter(const ShardWriter&) = delete;
-  ShardWriter& operator=(const ShardWriter&) = delete;
-  ~ShardWriter();
 
   // Buffers the tokens and writes them out in chunks of a few MiB. Refuses (meap::Error
   // naming the id, its position and the path) an id outside [0, vocab_size); the tokens of
@@ -69,11 +72,9 @@ class ShardWriter {
 
  private:
   void flush();
-  void abandon() noexcept;
 
   std::string path_;
-  std::string tmp_path_;
-  int fd_ = -1;
+  std::unique_ptr<TempFile> file_;  // null once finished or failed (or moved from)
   uint32_t vocab_size_ = 0;
   uint32_t token_bytes_ = 0;
   SpecialTokens special_;
@@ -81,7 +82,6 @@ class ShardWriter {
   uint64_t n_tokens_ = 0;
   Xxh3Stream hash_;                    // over the token bytes flushed so far
   std::vector<unsigned char> buffer_;  // encoded tokens not yet written
-  bool done_ = false;                  // finished, abandoned or moved from
 };
 
 // A shard mapped read-only into memory. open() validates everything it can before any token
@@ -96,12 +96,6 @@ class ShardReader {
   // Every meap::Error names the path.
   static ShardReader open(const std::string& path, bool verify_checksum = true);
 
-  ShardReader(ShardReader&& other) noexcept;
-  ShardReader& operator=(ShardReader&& other) noexcept;
-  ShardReader(const ShardReader&) = delete;
-  ShardReader& operator=(const ShardReader&) = delete;
-  ~ShardReader();
-
   const ShardInfo& info() const { return info_; }
   const std::string& path() const { return path_; }
   // Number of tokens.
@@ -113,12 +107,10 @@ class ShardReader {
 
  private:
   ShardReader() = default;
-  void unmap() noexcept;
 
   std::string path_;
   ShardInfo info_;
-  void* map_ = nullptr;  // the whole file, PROT_READ
-  size_t map_bytes_ = 0;
+  MappedFile file_;  // the whole file
 };
 
 // Refuses (meap::Error naming both files) shards that disagree on the vocab size, on any

@@ -4,17 +4,13 @@
 // the state a checkpoint needs to resume on exactly the same next batch.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "meap/data/meap_masker.hpp"
+#include "meap/data/streamer_pipeline.hpp"
 #include "meap/data/token_shard.hpp"
 
 namespace meap {
@@ -28,6 +24,7 @@ struct StreamerConfig {
   bool shuffle = true;            // false: sequences in stream order (validation)
   double mask_ratio = 0.0;        // data.meap.mask_ratio
   bool keep_special_unmasked = false;
+  MaskSampling mask_sampling = MaskSampling::per_sequence;  // data.meap.sampling
   int prefetch = 2;               // batches prepared ahead; 0 = on the caller's thread
 };
 
@@ -83,9 +80,6 @@ class TokenStreamer {
   void fill(TokenBatch& batch, StreamerState position) const;
   void read_tokens(uint64_t offset, int64_t n, int32_t* out) const;
   StreamerState advance(StreamerState s) const;
-  void start_worker();
-  void stop_worker();
-  void worker_loop();
 
   StreamerConfig config_;
   std::vector<std::string> paths_;
@@ -94,17 +88,7 @@ class TokenStreamer {
   uint64_t total_tokens_ = 0, sequences_ = 0;
   int64_t local_batch_ = 0;
   std::unique_ptr<MeapMasker> masker_;
-
-  // Prefetch ring: slots_ filled in order by the worker; ready_ holds filled slot indices.
-  std::vector<TokenBatch> slots_;
-  std::deque<int> ready_, free_;
-  int in_use_ = -1;                   // the slot the caller holds from the last next()
-  StreamerState produce_at_, consume_at_;
-  std::exception_ptr worker_error_;
-  bool stopping_ = false;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::thread worker_;
+  PrefetchPipeline<TokenBatch> pipeline_;  // last: its worker stops before the rest goes
 };
 
 }  // namespace meap

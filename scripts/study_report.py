@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Writes the results of scripts/reproduce_small.sh: OUT/results.md and OUT/results.json.
+
+Usage: scripts/study_report.py OUT --scale tiny|small --steps N --commit SHA [--quick]
+
+Reads OUT/runs/NAME-seedS/ (metrics.jsonl, done: the training's wall seconds),
+OUT/eval/NAME-seedS/ (eval.json of `meap eval`, seconds), OUT/timings.tsv, OUT/stages.tsv,
+OUT/leakage.json, OUT/sft-skipped.txt and the corpus manifests, and writes one row per
+claim of the paper: the paper's figure, ours as mean ± std over seeds for NTP and MEAP,
+the mean paired difference (MEAP - NTP, seed by seed) and a verdict judged against the
+spread: "beats" when the mean difference is more than twice its standard error
+(2 * sd / sqrt(n) over the n seeds) in the direction the paper reports as better,
+"loses" when as far in the other direction, "ties" otherwise ("n/a" with one seed).
+Standard library only.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def fmt(m, s, pct=False, digits=4):
+    if m is None:
+        return "–"
+    if pct:
+        return f"{100 * m:.1f} ± {100 * s:.1f}" if s is not None else f"{100 * m:.1f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if s is not None else f"{m:.{digits}f}"
+
+
+def verdict(diffs, higher_is_better):
+    diffs = [d for d in diffs if d is not None]
+    n = len(diffs)
+    if n < 2:
+        return "n/a (one seed)"
+    d, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    margin = 2 * sd / math.sqrt(n)
+    better = d if higher_is_better else -d
+    if better > margin and better > 0:
+        return "beats"
+    if -better > margin and better < 0:
+        return "loses"
+    return "ties"
+
+
+# A metric: (label, function of eval.json -> number, higher is better, shown as a percentage)
+def task(path):
+    def get(doc):
+        x = doc.get("tasks", {})
+        for k in path:
+            if isinstance(k, tuple):  # (list key, field, value): the element whose field is value
+                lst, field, value = k
+                x = next((e for e in x.get(lst, []) if e.get(field) == value), None)
+            else:
+                x = x.get(k) if isinstance(x, dict) else None
+            if x is None:
+                return None
+        return x
+    return get
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--scale", required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--commit", required=True)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    out = args.out
+
+    # runs[name][seed] = {"eval": doc, "train_s", "eval_s", "val_loss", "tok_s"}
+    runs = {}
+    for d in sorted(os.listdir(os.path.join(out, "runs"))):
+        m = re.fullmatch(r"(.+)-seed(\d+)", d)
+        if not m:
+            continue
+        name, seed = m.group(1), int(m.group(2))
+        r = {}
+        run_dir = os.path.join(out, "runs", d)
+        if os.path.exists(os.path.join(run_dir, "done")):
+            text = open(os.path.join(run_dir, "done")).read().strip()
+            r["train_s"] = float(text) if text else None
+        metrics = os.path.join(run_dir, "metrics.jsonl")
+        if os.path.exists(metrics):
+            recs = [json.loads(line) for line in open(metrics) if line.strip()]
+            vals = [x["val_loss"] for x in recs if "val_loss" in x]
+            toks = [x["tokens_per_s"] for x in recs if "tokens_per_s" in x]
+            r["val_loss"] = vals[-1] if vals else None
+            r["tok_s"] = statistics.fmean(toks[1:] or toks) if toks else None
+        e = os.path.join(out, "eval", d, "eval.json")
+        if os.path.exists(e):
+            r["eval"] = load_json(e)
+            sec = os.path.join(out, "eval", d, "seconds")
+            r["eval_s"] = float(open(sec).read()) if os.path.exists(sec) else None
+        runs.setdefault(name, {})[seed] = r
+
+    def values(name, get):
+        return {s: get(r["eval"]) for s, r in runs.get(name, {}).items() if "eval" in r}
+
+    def compare(a, b, get, higher):
+        va, vb = values(a, get), values(b, get)
+        seeds = sorted(set(va) & set(vb))
+        diffs = [vb[s] - va[s] if va[s] is not None and vb[s] is not None else None for s in seeds]
+        return mean_sd(list(va.values())), mean_sd(list(vb.values())), mean_sd(diffs), verdict(diffs, higher)
+
+    ntp_doc = next((r["eval"] for r in runs.get("ntp", {}).values() if "eval" in r), None)
+    k_docs = ntp_doc["tasks"]["mdqa"]["documents"] if ntp_doc and "mdqa" in ntp_doc["tasks"] else None
+    middle = (k_docs + 1) // 2 if k_docs else None
+    claims = [
+        ("NIAH accuracy (log-likelihood, 1 needle)", "NTP 65.9 / MEAP 80.2 at 40B tokens; 52.8 / 85.8 at 60B; 87.1 / 98.2 at 200B",
+         task(["niah", "overall", "accuracy"]), True, True),
+        ("NIAH mean gold rank (lower is better)", "–", task(["niah", "overall", "mean_rank"]), False, False),
+        ("MDQA accuracy, all gold positions", "MEAP up to +27.2 points (20 documents)",
+         task(["mdqa", "overall", "accuracy"]), True, True),
+        (f"MDQA accuracy, gold document last (position {k_docs})", "+27.2 points at position 20 of 20",
+         task(["mdqa", ("by_position", "position", k_docs), "accuracy"]), True, True),
+        (f"MDQA accuracy, gold document in the middle (position {middle})", "MEAP ahead (lost in the middle)",
+         task(["mdqa", ("by_position", "position", middle), "accuracy"]), True, True),
+        ("Held-out bits per byte (lower is better)", "on par (commonsense tasks on par)",
+         task(["ppl", "bits_per_byte"]), False, False),
+        ("Attention received by masked positions, masked vs clean run", "MEAP -53%",
+         task(["attn", "overall", "received_change"]), False, True),
+        ("Attention variance over unmasked keys, masked vs clean run", "MEAP +7.8%",
+         task(["attn", "overall", "variance_change"]), True, True),
+        ("Attention share of the needle's span (NIAH prompts)", "NTP 9.4% -> MEAP 34.5%",
+         task(["attn", "overall", "span_share"]), True, True),
+    ]
+    rows, table = [], []
+    for label, paper, get, higher, pct in claims:
+        (nm, ns), (mm, ms), (dm, ds), v = compare("ntp", "meap", get, higher)
+        rows.append({"claim": label, "paper": paper, "ntp": [nm, ns], "meap": [mm, ms],
+                     "difference": [dm, ds], "verdict": v})
+        table.append(f"| {label} | {paper} | {fmt(nm, ns, pct)} | {fmt(mm, ms, pct)} | "
+                     f"{fmt(dm, ds, pct)} | {v} |")
+
+    md = []
+    title = "NTP vs MEAP at a small scale" + (" (--quick smoke test: no claims)" if args.quick else "")
+    md += [f"# {title}", "",
+           f"Generated by `scripts/reproduce_small.sh` (scale {args.scale}, {args.steps} steps per run, "
+           f"{len(runs.get('ntp', {}))} seed(s)) at commit {args.commit}. Every number below was "
+           "produced by that run; the commands are in commands.sh, the wall times in timings.tsv.", ""]
+    if args.quick:
+        md += ["**--quick**: a handful of steps and tiny evaluation sizes, to check that every "
+               "stage runs. The numbers are noise; do not read them as results.", ""]
+    md += ["## The paper's claims", "",
+           "Ours: mean ± std over seeds; difference: MEAP - NTP paired by seed (same seed, data, "
+           "token budget, schedule and eval items); verdict: MEAP beats / ties / loses against NTP "
+           "in the paper's direction, beats or loses only when the mean difference exceeds twice "
+           "its standard error over seeds. Accuracies and changes in percent.", "",
+           "| claim | paper (1.1B, 40-200B tokens) | NTP (ours) | MEAP (ours) | MEAP - NTP | verdict |",
+           "|---|---|---|---|---|---|"] + table + [""]
+
+    # MDQA by position and NIAH by depth, NTP vs MEAP.
+    if ntp_doc and "mdqa" in ntp_doc["tasks"]:
+        md += ["## MDQA accuracy by gold position (%)", "", "| position | NTP | MEAP | MEAP - NTP | verdict |",
+               "|---|---|---|---|---|"]
+        for g in ntp_doc["tasks"]["mdqa"]["by_position"]:
+            p = g["position"]
+            (nm, ns), (mm, ms), (dm, ds), v = compare(
+                "ntp", "meap", task(["mdqa", ("by_position", "position", p), "accuracy"]), True)
+            md.append(f"| {p} | {fmt(nm, ns, True)} | {fmt(mm, ms, True)} | {fmt(dm, ds, True)} | {v} |")
+        md.append("")
+    if ntp_doc and "niah" in ntp_doc["tasks"]:
+        md += ["## NIAH accuracy by needle depth (%)", "", "| depth | NTP | MEAP | MEAP - NTP | verdict |",
+               "|---|---|---|---|---|"]
+        for g in ntp_doc["tasks"]["niah"]["by_depth"]:
+            dep = g["depth"]
+            (nm, ns), (mm, ms), (dm, ds), v = compare(
+                "ntp", "meap", task(["niah", ("by_depth", "depth", dep), "accuracy"]), True)
+            md.append(f"| {dep:g} | {fmt(nm, ns, True)} | {fmt(mm, ms, True)} | {fmt(dm, ds, True)} | {v} |")
+        md.append("")
+
+    # The mask-ratio ablation.
+    ratio_runs = {"ntp": 0.0, "meap": 0.15}
+    for name in runs:
+        m = re.fullmatch(r"mask-([0-9.]+)", name)
+        if m:
+            ratio_runs[name] = float(m.group(1))
+    ablation = []
+    if len(ratio_runs) > 2:
+        md += ["## Mask-ratio ablation (the paper picks 15% for pre-training)", "",
+               "| mask ratio | NIAH acc. (%) | MDQA acc. (%) | bits per byte | val loss |", "|---|---|---|---|---|"]
+        best = None
+        for name, ratio in sorted(ratio_runs.items(), key=lambda kv: kv[1]):
+            niah = mean_sd(list(values(name, task(["niah", "overall", "accuracy"])).values()))
+            mdqa = mean_sd(list(values(name, task(["mdqa", "overall", "accuracy"])).values()))
+            bpb = mean_sd(list(values(name, task(["ppl", "bits_per_byte"])).values()))
+            vl = mean_sd([r.get("val_loss") for r in runs.get(name, {}).values()])
+            ablation.append({"ratio": ratio, "niah": list(niah), "mdqa": list(mdqa), "bpb": list(bpb), "val_loss": list(vl)})
+            md.append(f"| {ratio:g} | {fmt(*niah, True)} | {fmt(*mdqa, True)} | {fmt(*bpb)} | {fmt(*vl)} |")
+            score = (niah[0] or 0) + (mdqa[0] or 0)
+            if best is None or score > best[1]:
+                best = (ratio, score)
+        md += ["", f"Best ratio by mean NIAH + MDQA accuracy: {best[0]:g} (the paper: 0.15). "
+               "Differences between neighbouring ratios are within the spread unless the ± say otherwise.", ""]
+
+    # The mask-sampling comparison.
+    sampling = []
+    if "authors" in runs:
+        md += ["## Mask sampling: per_sequence (meap) vs authors_code (the released code), both at 0.15", "",
+               "| metric | per_sequence | authors_code | authors - per_sequence | verdict (authors_code vs per_sequence) |",
+               "|---|---|---|---|---|"]
+        for label, get, higher, pct in (
+                ("NIAH accuracy (%)", task(["niah", "overall", "accuracy"]), True, True),
+                ("MDQA accuracy (%)", task(["mdqa", "overall", "accuracy"]), True, True),
+                ("bits per byte", task(["ppl", "bits_per_byte"]), False, False),
+                ("masked-attention change (%)", task(["attn", "overall", "received_change"]), False, True)):
+            (pm, ps), (am, as_), (dm, ds), v = compare("meap", "authors", get, higher)
+            sampling.append({"metric": label, "per_sequence": [pm, ps], "authors_code": [am, as_],
+                             "difference": [dm, ds], "verdict": v})
+            md.append(f"| {label} | {fmt(pm, ps, pct)} | {fmt(am, as_, pct)} | {fmt(dm, ds, pct)} | {v} |")
+        md.append("")
+
+    # The SFT half.
+    md += ["## SFT: NTP-SFT vs MEAP-SFT from one checkpoint", ""]
+    skipped = os.path.join(out, "sft-skipped.txt")
+    sft = {}
+    if os.path.exists(skipped):
+        reason = open(skipped).read().strip()
+        sft = {"status": "skipped", "reason": reason}
+        md += [f"Skipped: {reason}", ""]
+    elif "ntp-sft-1ep" in runs:
+        sft = {"status": "done"}
+        md += ["| run | MDQA acc. (%) |", "|---|---|"]
+        for name in ("ntp-sft-1ep", "meap-sft-1ep", "ntp-sft-2ep"):
+            m = mean_sd(list(values(name, task(["mdqa", "overall", "accuracy"])).values()))
+            sft[name] = list(m)
+            md.append(f"| {name} | {fmt(*m, True)} |")
+        (nm, ns), (mm, ms), (dm, ds), v = compare("ntp-sft-1ep", "meap-sft-1ep", task(["mdqa", "overall", "accuracy"]), True)
+        md += ["", f"MEAP-SFT - NTP-SFT (1 epoch each; the paper: +11.77 points, 25.56 -> 37.33): "
+               f"{fmt(dm, ds, True)}, {v}."]
+        (nm, ns), (mm, ms), (dm, ds), v = compare("ntp-sft-2ep", "meap-sft-1ep", task(["mdqa", "overall", "accuracy"]), True)
+        md += [f"MEAP-SFT 1 epoch - NTP-SFT 2 epochs (the paper: MEAP-SFT ahead): {fmt(dm, ds, True)}, {v}.", ""]
+
+    # Runs, corpus, leakage, stages, times.
+    md += ["## Runs", "", "| run | seeds | final val loss | train wall s (mean) | tokens/s | eval wall s (mean) |",
+           "|---|---|---|---|---|---|"]
+    for name in sorted(runs):
+        rs = runs[name].values()
+        vl = mean_sd([r.get("val_loss") for r in rs])
+        ts = mean_sd([r.get("train_s") for r in rs])[0]
+        tk = mean_sd([r.get("tok_s") for r in rs])[0]
+        es = mean_sd([r.get("eval_s") for r in rs])[0]
+        md.append(f"| {name} | {len(runs[name])} | {fmt(*vl)} | {ts or 0:.1f} | {tk or 0:.0f} | {es or 0:.1f} |")
+    md.append("")
+    retrieval = os.path.join(out, "data", "text", "retrieval.json")
+    if os.path.exists(retrieval):
+        r = load_json(retrieval)
+        md += ["## Corpus", "",
+               f"Default text (King James Bible + fortunes; {r['base_documents']['train']} training documents, "
+               f"{r['base_train_bytes']} bytes) mixed with {sum(r['retrieval_documents'].values())} synthetic "
+               f"retrieval documents (scripts/make_retrieval_data.py, seed {r['seed']}: "
+               f"{r['retrieval_documents']['key_value']} key-value lists, {r['retrieval_documents']['passage']} "
+               f"fact passages; {r['retrieval_bytes']} bytes, {100 * r['mix_ratio_actual']:.1f}% of the training text). "
+               f"Held out for ppl, NIAH haystacks and attention: {r['base_documents']['heldout']} documents of the default text.", ""]
+    leak = os.path.join(out, "leakage.json")
+    if os.path.exists(leak):
+        lk = load_json(leak)
+        md += ["## Leakage", "",
+               f"scripts/check_leakage.py: {lk['items']} eval items ({lk['needles']} NIAH needles, "
+               f"{lk['niah_keys']} keys, {lk['niah_values']} values, {lk['mdqa_facts']} MDQA facts) against the "
+               f"training text: {'no leak' if not lk['problems'] else str(len(lk['problems'])) + ' LEAKS'}.", ""]
+    md += ["## Stages and wall times", "", "| stage | status | seconds |", "|---|---|---|"]
+    times = {}
+    with open(os.path.join(out, "timings.tsv")) as f:
+        next(f)
+        for line in f:
+            k, v = line.rstrip("\n").split("\t")
+            times[k] = float(v)
+    with open(os.path.join(out, "stages.tsv")) as f:
+        for line in f:
+            k, status, _ = line.rstrip("\n").split("\t", 2)
+            md.append(f"| {k} | {status} | {times.get(k, 0):.1f} |")
+    md += ["", f"Total before this report: {sum(times.values()):.0f} s.", ""]
+
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"scale": args.scale, "steps": args.steps, "commit": args.commit, "quick": args.quick,
+                   "seeds": len(runs.get("ntp", {})), "claims": rows, "ablation": ablation,
+                   "sampling": sampling, "sft": sft, "timings_s": times}, f, indent=1)
+        f.write("\n")
+    print(f"study_report: wrote {out}/results.md and results.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
