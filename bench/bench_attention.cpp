@@ -119,11 +119,12 @@ int main(int argc, char** argv) try {
       if (b < 1) continue;
       const meap::cuda::AttentionShape shape{b, t, o.heads, o.kv_heads, d};
       // Forward once first so the backward reads a real out and lse.
-      meap::cuda::flash_attention_forward(out, lse, qkv, shape, nullptr);
-      const double fwd_ms = median_ms(
-          o, [&] { meap::cuda::flash_attention_forward(out, lse, qkv, shape, nullptr); });
+      meap::cuda::flash_attention_forward(out, lse, qkv, nullptr, shape, nullptr);
+      const double fwd_ms = median_ms(o, [&] {
+        meap::cuda::flash_attention_forward(out, lse, qkv, nullptr, shape, nullptr);
+      });
       const double bwd_ms = median_ms(o, [&] {
-        meap::cuda::flash_attention_backward(dqkv, dout, qkv, out, lse, workspace, shape,
+        meap::cuda::flash_attention_backward(dqkv, dout, qkv, out, lse, nullptr, workspace, shape,
                                              nullptr);
       });
       MEAP_CUDA_CHECK(cudaDeviceSynchronize());

@@ -14,8 +14,8 @@ namespace {
 
 template <int D>
 void launch_backward(uint16_t* dqkv_u, const uint16_t* dout_u, const uint16_t* qkv_u,
-                     const uint16_t* out_u, const float* lse, float* delta, const AttentionShape& s,
-                     cudaStream_t stream) {
+                     const uint16_t* out_u, const float* lse, const int32_t* segments,
+                     float* delta, const AttentionShape& s, cudaStream_t stream) {
   using bf16 = __nv_bfloat16;
   auto* dqkv = reinterpret_cast<bf16*>(dqkv_u);
   const auto* dout = reinterpret_cast<const bf16*>(dout_u);
@@ -35,12 +35,14 @@ void launch_backward(uint16_t* dqkv_u, const uint16_t* dout_u, const uint16_t* q
   const size_t dkdv_smem = attn::dkdv_smem_bytes<D>();
   launch(attn::attention_dkdv_kernel<D>,
          dim3(n_tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(s.batch)), attn::kThreads,
-         dkdv_smem, stream, dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale, scale_log2);
+         dkdv_smem, stream, dqkv, dout, qkv, lse, delta, segments, T, Hq, Hkv, scale,
+         scale_log2);
 
   const size_t dq_smem = attn::dq_smem_bytes<D>();
   launch(attn::attention_dq_kernel<D>,
          dim3(n_tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(s.batch)), attn::kThreads,
-         dq_smem, stream, dqkv, dout, qkv, lse, delta, T, Hq, Hkv, scale, scale_log2);
+         dq_smem, stream, dqkv, dout, qkv, lse, delta, segments, T, Hq, Hkv, scale,
+         scale_log2);
 }
 
 }  // namespace
@@ -51,8 +53,8 @@ size_t flash_attention_backward_workspace_bytes(const AttentionShape& s) {
 }
 
 void flash_attention_backward(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
-                              const uint16_t* out, const float* lse, void* workspace,
-                              const AttentionShape& s, cudaStream_t stream) {
+                              const uint16_t* out, const float* lse, const int32_t* segments,
+                              void* workspace, const AttentionShape& s, cudaStream_t stream) {
   if (!flash_attention_supports(s))
     fail("flash attention backward does not support batch ", s.batch, ", seq_len ", s.seq_len,
          ", heads ", s.n_heads, "/", s.n_kv_heads, ", head_dim ", s.head_dim,
@@ -60,9 +62,9 @@ void flash_attention_backward(uint16_t* dqkv, const uint16_t* dout, const uint16
   if (workspace == nullptr) fail("flash attention backward needs a workspace");
   auto* delta = static_cast<float*>(workspace);
   if (s.head_dim == 64)
-    launch_backward<64>(dqkv, dout, qkv, out, lse, delta, s, stream);
+    launch_backward<64>(dqkv, dout, qkv, out, lse, segments, delta, s, stream);
   else
-    launch_backward<128>(dqkv, dout, qkv, out, lse, delta, s, stream);
+    launch_backward<128>(dqkv, dout, qkv, out, lse, segments, delta, s, stream);
 }
 
 }  // namespace MEAP_CUDA_ABI

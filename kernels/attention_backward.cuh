@@ -8,6 +8,9 @@
 //   3. dQ:     one CTA per (query tile of 64, query head, batch); 4 warps, 16 rows each. The
 //              CTA loops over the key tiles up to its diagonal: dQ += dS K.
 // With P = softmax(S): dP = dO V^T, dS = P * (dP - Delta), dQ = scale dS K, dK = scale dS^T Q.
+// With document segments (packed rows) the dK/dV CTA stops after the query tile holding the
+// end of its last key's document, the dQ CTA starts at the key tile holding the start of its
+// first row's document, and pairs across documents are masked inside the tiles.
 // Launched by attention_backward.cu; tiling and the determinism argument: docs/kernels.md;
 // fragment layouts: attention_tiles.cuh.
 #pragma once
@@ -17,6 +20,7 @@
 #include <cstdint>
 
 #include "attention_tiles.cuh"
+#include "segments.cuh"
 
 namespace meap::cuda::attn {
 
@@ -64,19 +68,20 @@ __global__ void __launch_bounds__(kDeltaThreads)
 template <int D>
 constexpr size_t dkdv_smem_bytes() {
   constexpr int br = kDkdvRows<D>;
-  // K, V (kBwdTile rows), Q and dO (br rows, two buffers each), then lse and Delta (two each).
+  // K, V (kBwdTile rows), Q and dO (br rows, two buffers each), then lse and Delta (two each),
+  // then the query tiles' document ids (two buffers, used with segments only).
   return static_cast<size_t>(2 * kBwdTile + 4 * br) * (D + kPad) * sizeof(__nv_bfloat16) +
-         4 * br * sizeof(float);
+         4 * br * sizeof(float) + 2 * br * sizeof(int32_t);
 }
 
 // dqkv's kv heads <- (dK, dV). grid (ceil(T / kBwdTile), Hkv, B), kThreads threads;
-// blockIdx.x = key tile, so tile 0 (the most work) goes first.
+// blockIdx.x = key tile, so tile 0 (the most work) goes first. segments (B, T) or null.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_dkdv_kernel(__nv_bfloat16* __restrict__ dqkv, const __nv_bfloat16* __restrict__ dout,
                           const __nv_bfloat16* __restrict__ qkv, const float* __restrict__ lse,
-                          const float* __restrict__ delta, int T, int Hq, int Hkv, float scale,
-                          float scale_log2) {
+                          const float* __restrict__ delta, const int32_t* __restrict__ segments,
+                          int T, int Hq, int Hkv, float scale, float scale_log2) {
   using bf16 = __nv_bfloat16;
   constexpr int kBr = kDkdvRows<D>, kBc = kBwdTile, kStride = D + kPad;
   bf16* sK = reinterpret_cast<bf16*>(dynamic_smem());  // (kBc, kStride)
@@ -85,6 +90,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* sdO = sQ + 2 * kBr * kStride;                   // 2 x (kBr, kStride)
   float* sLse = reinterpret_cast<float*>(sdO + 2 * kBr * kStride);  // 2 x kBr, natural log
   float* sDelta = sLse + 2 * kBr;                                     // 2 x kBr
+  int32_t* sSeg = reinterpret_cast<int32_t*>(sDelta + 2 * kBr);       // 2 x kBr query ids
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t = lane & 3;
@@ -98,9 +104,14 @@ __global__ void __launch_bounds__(kThreads)
   const bf16* v_base = qkv + (qkv_b + Hq + Hkv + kv) * D;
 
   const int k0 = k_tile * kBc;
-  // Queries before k0 see none of these keys: start at the query tile holding row k0.
+  const int k_last = min(k0 + kBc, T) - 1;
+  // Queries before k0 see none of these keys: start at the query tile holding row k0. With
+  // segments, queries from the end of the last key's document on see none either (ids never
+  // decrease): stop after the query tile holding row q_end - 1.
+  const int32_t* seg = segments ? segments + static_cast<int64_t>(b) * T : nullptr;
+  const int q_end = seg ? documents::segment_end(seg, k_last, T) : T;
   const int first_q_tile = k0 / kBr;
-  const int n_q_tiles = (T + kBr - 1) / kBr - first_q_tile;
+  const int n_q_tiles = (q_end + kBr - 1) / kBr - first_q_tile;
   const int n_steps = group * n_q_tiles;  // (query head, query tile) pairs, head-major
 
   // Loads the Q, dO, lse and Delta tiles of step `step` into buffer `buf`.
@@ -115,6 +126,7 @@ __global__ void __launch_bounds__(kThreads)
                             T, tid);
     load_vec_async<kBr>(sLse + buf * kBr, lse + hv * T, q0, T, tid);
     load_vec_async<kBr>(sDelta + buf * kBr, delta + hv * T, q0, T, tid);
+    if (seg) load_vec_async<kBr>(sSeg + buf * kBr, seg, q0, T, tid);
   };
 
   load_rows_async<D, kBc>(sK, k_base, row_stride, k0, T, tid);
@@ -125,6 +137,11 @@ __global__ void __launch_bounds__(kThreads)
   float dk[D / 8][4] = {};  // dK (16 keys x D per warp), unscaled
   float dv[D / 8][4] = {};  // dV (16 keys x D per warp)
   const int key_lo = k0 + warp * 16 + g;  // key of accumulator rows c = 0, 1; c = 2, 3 is + 8
+  // The document ids of this thread's two keys (keys past T are never stored).
+  int key_doc[2] = {0, 0};
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+    if (seg && key_lo + r * 8 < T) key_doc[r] = seg[key_lo + r * 8];
 
   for (int step = 0; step < n_steps; ++step) {
     const int buf = step & 1;
@@ -140,6 +157,7 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* sdOb = sdO + buf * kBr * kStride;
     const float* sLseb = sLse + buf * kBr;
     const float* sDeltab = sDelta + buf * kBr;
+    const int32_t* sSegb = sSeg + buf * kBr;
     const int q0 = (first_q_tile + step % n_q_tiles) * kBr;
 
     // S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys: (16, kBr) each. A = the warp's
@@ -163,10 +181,13 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-    // P^T = exp(scale S^T - lse[q]), zero where the key comes after the query or the query is
-    // past T; dS^T = P^T * (dP^T - Delta[q]). Accumulator element c of block nb is
-    // (key key_lo + 8 (c >> 1), query q0 + 8 nb + 2t + (c & 1)).
-    const bool needs_mask = k0 + kBc - 1 > q0 || q0 + kBr > T;
+    // P^T = exp(scale S^T - lse[q]), zero where the key comes after the query, the query is
+    // past T or in another document; dS^T = P^T * (dP^T - Delta[q]). Accumulator element c of
+    // block nb is (key key_lo + 8 (c >> 1), query q0 + 8 nb + 2t + (c & 1)). q0 >= k0 (kBr
+    // divides kBc), so the tiles span k0 .. max(k_last, q_last).
+    const int q_last = min(q0 + kBr, T) - 1, span_end = q_last > k_last ? q_last : k_last;
+    const bool needs_mask =
+        k0 + kBc - 1 > q0 || q0 + kBr > T || (seg && seg[k0] != seg[span_end]);
 #pragma unroll
     for (int nb = 0; nb < kBr / 8; ++nb)
 #pragma unroll
@@ -174,7 +195,9 @@ __global__ void __launch_bounds__(kThreads)
         const int qi = nb * 8 + 2 * t + (c & 1);  // query index within the tile
         const int key = key_lo + (c >> 1) * 8;
         float p = exp2f(st[nb][c] * scale_log2 - sLseb[qi] * kLog2e);
-        if (needs_mask && (key > q0 + qi || q0 + qi >= T)) p = 0.f;
+        if (needs_mask &&
+            (key > q0 + qi || q0 + qi >= T || (seg && sSegb[qi] != key_doc[c >> 1])))
+          p = 0.f;
         st[nb][c] = p;
         dpt[nb][c] = p * (dpt[nb][c] - sDeltab[qi]);
       }
@@ -210,24 +233,27 @@ __global__ void __launch_bounds__(kThreads)
 // ---- 3. dQ -------------------------------------------------------------------------------
 template <int D>
 constexpr size_t dq_smem_bytes() {
-  // Q and dO (kBwdTile rows), then K and V (kDqKeys rows, two buffers each).
-  return static_cast<size_t>(2 * kBwdTile + 4 * kDqKeys) * (D + kPad) * sizeof(__nv_bfloat16);
+  // Q and dO (kBwdTile rows), then K and V (kDqKeys rows, two buffers each), then the key
+  // tiles' document ids (two buffers, used with segments only).
+  return static_cast<size_t>(2 * kBwdTile + 4 * kDqKeys) * (D + kPad) * sizeof(__nv_bfloat16) +
+         2 * kDqKeys * sizeof(int32_t);
 }
 
 // dqkv's query heads <- dQ. grid (ceil(T / kBwdTile), Hq, B), kThreads threads; the heaviest
-// (last) query tiles go first.
+// (last) query tiles go first. segments (B, T) or null.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_dq_kernel(__nv_bfloat16* __restrict__ dqkv, const __nv_bfloat16* __restrict__ dout,
                         const __nv_bfloat16* __restrict__ qkv, const float* __restrict__ lse,
-                        const float* __restrict__ delta, int T, int Hq, int Hkv, float scale,
-                        float scale_log2) {
+                        const float* __restrict__ delta, const int32_t* __restrict__ segments,
+                        int T, int Hq, int Hkv, float scale, float scale_log2) {
   using bf16 = __nv_bfloat16;
   constexpr int kBr = kBwdTile, kBc = kDqKeys, kStride = D + kPad;
   bf16* sQ = reinterpret_cast<bf16*>(dynamic_smem());  // (kBr, kStride)
   bf16* sdO = sQ + kBr * kStride;                       // (kBr, kStride)
   bf16* sK = sdO + kBr * kStride;                       // 2 x (kBc, kStride)
   bf16* sV = sK + 2 * kBc * kStride;                    // 2 x (kBc, kStride)
+  int32_t* sSeg = reinterpret_cast<int32_t*>(sV + 2 * kBc * kStride);  // 2 x kBc key ids
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t = lane & 3;
@@ -241,36 +267,46 @@ __global__ void __launch_bounds__(kThreads)
   const bf16* v_base = qkv + (qkv_b + Hq + Hkv + kv) * D;
 
   const int q0 = q_tile * kBr;
-  const int n_tiles = (min(q0 + kBr, T) - 1) / kBc + 1;
+  const int q_last = min(q0 + kBr, T) - 1;
+  // Key tiles up to the diagonal; with segments from the one holding the start of row q0's
+  // document (as in the forward).
+  const int32_t* seg = segments ? segments + static_cast<int64_t>(b) * T : nullptr;
+  const int j_begin = seg ? documents::segment_start(seg, q0) / kBc : 0;
+  const int n_tiles = q_last / kBc + 1;
 
   load_rows_async<D, kBr>(sQ, qkv + (qkv_b + h) * D, row_stride, q0, T, tid);
   load_rows_async<D, kBr>(sdO, dout + (static_cast<int64_t>(b) * T * Hq + h) * D,
                           static_cast<int64_t>(Hq) * D, q0, T, tid);
-  load_rows_async<D, kBc>(sK, k_base, row_stride, 0, T, tid);
-  load_rows_async<D, kBc>(sV, v_base, row_stride, 0, T, tid);
+  load_rows_async<D, kBc>(sK, k_base, row_stride, j_begin * kBc, T, tid);
+  load_rows_async<D, kBc>(sV, v_base, row_stride, j_begin * kBc, T, tid);
+  if (seg) load_vec_async<kBc>(sSeg, seg, j_begin * kBc, T, tid);
   cp_async_commit();
 
   // This thread's two rows (g, g + 8 of the warp's 16): lse in log2 units and Delta.
   const int row_lo = q0 + warp * 16 + g;
   float lse2[2], dlt[2];
+  int row_doc[2] = {0, 0};  // document ids (segments only)
   const int64_t hv = (static_cast<int64_t>(b) * Hq + h) * T;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = row_lo + r * 8;
     lse2[r] = row < T ? lse[hv + row] * kLog2e : 0.f;
     dlt[r] = row < T ? delta[hv + row] : 0.f;
+    if (seg && row < T) row_doc[r] = seg[row];
   }
 
   float dq[D / 8][4] = {};  // dQ (16 x D per warp), unscaled
-  for (int j = 0; j < n_tiles; ++j) {
-    const int buf = j & 1;
+  for (int j = j_begin; j < n_tiles; ++j) {
+    const int buf = (j - j_begin) & 1;
     const bf16* sKb = sK + buf * kBc * kStride;
     const bf16* sVb = sV + buf * kBc * kStride;
+    const int32_t* sSegb = sSeg + buf * kBc;
     if (j + 1 < n_tiles) {
       load_rows_async<D, kBc>(sK + (buf ^ 1) * kBc * kStride, k_base, row_stride, (j + 1) * kBc,
                               T, tid);
       load_rows_async<D, kBc>(sV + (buf ^ 1) * kBc * kStride, v_base, row_stride, (j + 1) * kBc,
                               T, tid);
+      if (seg) load_vec_async<kBc>(sSeg + (buf ^ 1) * kBc, seg, (j + 1) * kBc, T, tid);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -298,17 +334,22 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-    // P = exp(scale S - lse), zero after the diagonal and past T; dS = P * (dP - Delta).
+    // P = exp(scale S - lse), zero after the diagonal, past T and across documents;
+    // dS = P * (dP - Delta).
     const int k0 = j * kBc;
-    const bool needs_mask = k0 + kBc - 1 > q0 || k0 + kBc > T;
+    const bool needs_mask =
+        k0 + kBc - 1 > q0 || k0 + kBc > T || (seg && seg[k0] != seg[q_last]);
 #pragma unroll
     for (int nb = 0; nb < kBc / 8; ++nb)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const int key = k0 + nb * 8 + 2 * t + (c & 1);
+        const int col = nb * 8 + 2 * t + (c & 1);
+        const int key = k0 + col;
         const int r = c >> 1;
         float p = exp2f(s[nb][c] * scale_log2 - lse2[r]);
-        if (needs_mask && (key > row_lo + r * 8 || key >= T)) p = 0.f;
+        if (needs_mask &&
+            (key > row_lo + r * 8 || key >= T || (seg && sSegb[col] != row_doc[r])))
+          p = 0.f;
         dp[nb][c] = p * (dp[nb][c] - dlt[r]);
       }
 

@@ -11,7 +11,7 @@ namespace {
 
 using namespace attention_reference_kernels;
 
-Dims make_dims(int64_t b, int64_t t, int hq, int hkv, int d) {
+Dims make_dims(int64_t b, int64_t t, int hq, int hkv, int d, const int32_t* segments) {
   MEAP_CHECK(hq > 0 && hkv > 0 && hq % hkv == 0, "attention: ", hq,
              " query heads do not group over ", hkv, " kv heads");
   if (d <= 0 || d > kAttentionReferenceMaxHeadDim)
@@ -19,16 +19,17 @@ Dims make_dims(int64_t b, int64_t t, int hq, int hkv, int d) {
          kAttentionReferenceMaxHeadDim, ")");
   MEAP_CHECK(t < (int64_t{1} << 31) && hq <= 65535 && b <= 65535,
              "attention reference: grid too large (t ", t, ", heads ", hq, ", batch ", b, ")");
-  return make_dims_unchecked(t, hq, hkv, d);
+  return make_dims_unchecked(t, hq, hkv, d, segments);
 }
 
 }  // namespace
 
 template <class S>
-void attention_reference_forward(S* out, float* lse, const S* qkv, int64_t b, int64_t t, int hq,
-                                 int hkv, int d, cudaStream_t stream) {
+void attention_reference_forward(S* out, float* lse, const S* qkv, const int32_t* segments,
+                                 int64_t b, int64_t t, int hq, int hkv, int d,
+                                 cudaStream_t stream) {
   if (b == 0 || t == 0) return;
-  const Dims k = make_dims(b, t, hq, hkv, d);
+  const Dims k = make_dims(b, t, hq, hkv, d, segments);
   const dim3 grid(static_cast<unsigned>(t), static_cast<unsigned>(hq), static_cast<unsigned>(b));
   launch(attention_forward_kernel<S>, grid, block_threads(d), forward_smem_bytes(d), stream, out,
          lse, qkv, k);
@@ -40,10 +41,11 @@ size_t attention_reference_backward_scratch_bytes(int64_t b, int64_t t, int hq) 
 
 template <class S>
 void attention_reference_backward(S* dqkv, const S* dout, const S* qkv, const S* out,
-                                  const float* lse, int64_t b, int64_t t, int hq, int hkv, int d,
-                                  void* scratch, size_t scratch_bytes, cudaStream_t stream) {
+                                  const float* lse, const int32_t* segments, int64_t b, int64_t t,
+                                  int hq, int hkv, int d, void* scratch, size_t scratch_bytes,
+                                  cudaStream_t stream) {
   if (b == 0 || t == 0) return;
-  const Dims k = make_dims(b, t, hq, hkv, d);
+  const Dims k = make_dims(b, t, hq, hkv, d, segments);
   MEAP_CHECK(scratch_bytes >= attention_reference_backward_scratch_bytes(b, t, hq),
              "attention backward scratch too small");
   float* delta = static_cast<float*>(scratch);  // (b, hq, t)
@@ -56,17 +58,18 @@ void attention_reference_backward(S* dqkv, const S* dout, const S* qkv, const S*
          stream, dqkv, dout, qkv, lse, delta, k);
 }
 
-template void attention_reference_forward<float>(float*, float*, const float*, int64_t, int64_t,
-                                                 int, int, int, cudaStream_t);
-template void attention_reference_forward<uint16_t>(uint16_t*, float*, const uint16_t*, int64_t,
-                                                    int64_t, int, int, int, cudaStream_t);
+template void attention_reference_forward<float>(float*, float*, const float*, const int32_t*,
+                                                 int64_t, int64_t, int, int, int, cudaStream_t);
+template void attention_reference_forward<uint16_t>(uint16_t*, float*, const uint16_t*,
+                                                    const int32_t*, int64_t, int64_t, int, int,
+                                                    int, cudaStream_t);
 template void attention_reference_backward<float>(float*, const float*, const float*, const float*,
-                                                  const float*, int64_t, int64_t, int, int, int,
-                                                  void*, size_t, cudaStream_t);
+                                                  const float*, const int32_t*, int64_t, int64_t,
+                                                  int, int, int, void*, size_t, cudaStream_t);
 template void attention_reference_backward<uint16_t>(uint16_t*, const uint16_t*, const uint16_t*,
-                                                     const uint16_t*, const float*, int64_t,
-                                                     int64_t, int, int, int, void*, size_t,
-                                                     cudaStream_t);
+                                                     const uint16_t*, const float*, const int32_t*,
+                                                     int64_t, int64_t, int, int, int, void*,
+                                                     size_t, cudaStream_t);
 
 }  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

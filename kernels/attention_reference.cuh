@@ -4,12 +4,15 @@
 // the head dim, a warp reduction adds them up), the chunk's scores go to shared memory, then
 // thread j accumulates output column j over the chunk in row order. Nothing is accumulated
 // across blocks, so there are no atomics and the results do not vary from run to run.
-//   forward  block (query row t, query head h, batch b): two passes over keys 0..t, the
+//   forward  block (query row t, query head h, batch b): two passes over keys s0..t, the
 //            first for the running max / sum (the lse), the second for out = sum p v.
 //   dQ       block (t, h, b): delta = rowsum(dout * out) (saved for dK/dV), then
-//            dq = scale sum_s p (dout . v_s - delta) k_s over keys s <= t.
+//            dq = scale sum_s p (dout . v_s - delta) k_s over keys s0 <= s <= t.
 //   dK, dV   block (key row s, kv head g, b): over the group's query heads and query rows
-//            t >= s, dk = sum ds q_t, dv = sum p dout_t (the CPU reference's order).
+//            s <= t < t1, dk = sum ds q_t, dv = sum p dout_t (the CPU reference's order).
+// s0 = 0 and t1 = T without segments; with them (packed documents, kernels/segments.cuh) the
+// start of row t's document and the end of row s's: the rows of one document are contiguous,
+// so these bounds are the whole mask.
 #pragma once
 
 #include <cmath>
@@ -17,6 +20,7 @@
 #include <cstdint>
 
 #include "cuda_common.cuh"
+#include "segments.cuh"
 
 namespace meap::cuda::attention_reference_kernels {
 
@@ -33,7 +37,15 @@ struct Dims {
   int hq, hkv;  // query heads, kv heads
   int d;        // head dim
   float scale;  // 1 / sqrt(d)
+  const int32_t* segments;  // (B, T) document ids, non-decreasing per row; null: one per row
   __host__ __device__ int h() const { return hq + 2 * hkv; }
+  // First key query row ti of batch b may read; one past the last query key row s is read by.
+  __device__ int64_t first_key(int64_t b, int64_t ti) const {
+    return segments ? documents::segment_start(segments + b * t, ti) : 0;
+  }
+  __device__ int64_t query_end(int64_t b, int64_t s) const {
+    return segments ? documents::segment_end(segments + b * t, s, t) : t;
+  }
 };
 
 // Row (b, ti, head) of qkv (B, T, H, D).
@@ -78,8 +90,9 @@ __global__ void attention_forward_kernel(S* out, float* lse, const S* qkv, Dims 
   }
   __syncthreads();
 
-  // Pass 1: lse over keys 0..t.
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
+  // Pass 1: lse over keys s0..t.
+  const int64_t s0 = k.first_key(b, t);
+  for (int64_t c0 = s0; c0 <= t; c0 += kChunk) {
     const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
     for (int e = warp; e < cnt; e += n_warps) {
       const float dot = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
@@ -108,7 +121,7 @@ __global__ void attention_forward_kernel(S* out, float* lse, const S* qkv, Dims 
   // Pass 2: out = sum_s exp(score_s - lse) v_s, thread j owning column j.
   const int j = threadIdx.x;
   float acc = 0.f;
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
+  for (int64_t c0 = s0; c0 <= t; c0 += kChunk) {
     const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
     for (int e = warp; e < cnt; e += n_warps) {
       const float dot = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
@@ -155,7 +168,7 @@ __global__ void attention_backward_dq_kernel(S* dqkv, float* delta_out, const S*
 
   const int j = threadIdx.x;
   float acc = 0.f;
-  for (int64_t c0 = 0; c0 <= t; c0 += kChunk) {
+  for (int64_t c0 = k.first_key(b, t); c0 <= t; c0 += kChunk) {
     const int cnt = static_cast<int>(t + 1 - c0 < kChunk ? t + 1 - c0 : kChunk);
     for (int e = warp; e < cnt; e += n_warps) {
       const float qk = warp_dot(q_s, qkv_row(qkv, k, b, c0 + e, kh), k.d);
@@ -195,9 +208,10 @@ __global__ void attention_backward_dkv_kernel(S* dqkv, const S* dout, const S* q
 
   const int j = threadIdx.x;
   float acc_k = 0.f, acc_v = 0.f;
+  const int64_t t1 = k.query_end(b, s);
   for (int h = g * group; h < (g + 1) * group; ++h) {
-    for (int64_t c0 = s; c0 < k.t; c0 += kChunk) {
-      const int cnt = static_cast<int>(k.t - c0 < kChunk ? k.t - c0 : kChunk);
+    for (int64_t c0 = s; c0 < t1; c0 += kChunk) {
+      const int cnt = static_cast<int>(t1 - c0 < kChunk ? t1 - c0 : kChunk);
       for (int e = warp; e < cnt; e += n_warps) {
         const int64_t ti = c0 + e;
         const float qk = warp_dot(k_s, qkv_row(qkv, k, b, ti, h), k.d);
@@ -236,8 +250,9 @@ inline size_t forward_smem_bytes(int d) { return d * sizeof(float); }
 inline size_t backward_smem_bytes(int d) { return 2 * d * sizeof(float); }
 
 // The kernels' dimensions (shapes checked by the launcher).
-inline Dims make_dims_unchecked(int64_t t, int hq, int hkv, int d) {
-  return Dims{t, hq, hkv, d, 1.0f / sqrtf(static_cast<float>(d))};
+inline Dims make_dims_unchecked(int64_t t, int hq, int hkv, int d,
+                                const int32_t* segments = nullptr) {
+  return Dims{t, hq, hkv, d, 1.0f / sqrtf(static_cast<float>(d)), segments};
 }
 
 }  // namespace meap::cuda::attention_reference_kernels

@@ -18,20 +18,23 @@ constexpr int kAttentionReferenceMaxHeadDim = 1024;
 
 // qkv (b, t, hq + 2 hkv, d): query heads, key heads, value heads; query head h reads kv head
 // h / (hq / hkv). out (b, t, hq, d) = softmax(scale q k^T, causal) v, scale = 1/sqrt(d);
-// lse (b, hq, t) = each row's log-sum-exp of the scaled scores.
+// lse (b, hq, t) = each row's log-sum-exp of the scaled scores. segments (b, t) i32 document
+// ids, non-decreasing along a row, or null: query t reads key s <= t only within its document.
 template <class S>
-void attention_reference_forward(S* out, float* lse, const S* qkv, int64_t b, int64_t t, int hq,
-                                 int hkv, int d, cudaStream_t stream);
+void attention_reference_forward(S* out, float* lse, const S* qkv, const int32_t* segments,
+                                 int64_t b, int64_t t, int hq, int hkv, int d,
+                                 cudaStream_t stream);
 
 // Device scratch (bytes) the backward needs: rowsum(dout * out) per (b, hq, t), f32.
 size_t attention_reference_backward_scratch_bytes(int64_t b, int64_t t, int hq);
 
 // dqkv (b, t, hq + 2 hkv, d) overwritten: dQ, dK, dV from dout (b, t, hq, d) and the forward's
-// qkv, out and lse.
+// qkv, out and lse (and the same segments).
 template <class S>
 void attention_reference_backward(S* dqkv, const S* dout, const S* qkv, const S* out,
-                                  const float* lse, int64_t b, int64_t t, int hq, int hkv, int d,
-                                  void* scratch, size_t scratch_bytes, cudaStream_t stream);
+                                  const float* lse, const int32_t* segments, int64_t b, int64_t t,
+                                  int hq, int hkv, int d, void* scratch, size_t scratch_bytes,
+                                  cudaStream_t stream);
 
 }  // namespace MEAP_CUDA_ABI
 }  // namespace meap::cuda

@@ -141,10 +141,12 @@ __device__ __forceinline__ void load_rows_async(__nv_bfloat16* smem, const __nv_
   }
 }
 
-// Copies kRows fp32 values v[row0 .. row0 + kRows) (zero past rows_valid) into smem.
-template <int kRows>
-__device__ __forceinline__ void load_vec_async(float* smem, const float* gmem, int row0,
-                                               int rows_valid, int tid) {
+// Copies kRows 4-byte values v[row0 .. row0 + kRows) (zero past rows_valid) into smem: fp32
+// statistics (lse, Delta) or int32 document ids.
+template <int kRows, class V>
+__device__ __forceinline__ void load_vec_async(V* smem, const V* gmem, int row0, int rows_valid,
+                                               int tid) {
+  static_assert(sizeof(V) == 4, "cp.async of 4 bytes per value");
   for (int r = tid; r < kRows; r += kThreads) {
     const bool valid = row0 + r < rows_valid;
     cp_async_4(smem + r, gmem + (valid ? row0 + r : 0), valid);

@@ -98,8 +98,9 @@ TEST_CASE("emulated flash attention refuses shapes it has no kernel for", "[inte
   for (const meap::cuda::AttentionShape& s :
        {meap::cuda::AttentionShape{1, 4, 2, 1, 96}, meap::cuda::AttentionShape{1, 4, 3, 2, 64}}) {
     CHECK_FALSE(meap::cuda::flash_attention_supports(s));
-    CHECK_THROWS_AS(meap::cuda::flash_attention_forward(nullptr, nullptr, nullptr, s, nullptr),
-                    meap::Error);
+    CHECK_THROWS_AS(
+        meap::cuda::flash_attention_forward(nullptr, nullptr, nullptr, nullptr, s, nullptr),
+        meap::Error);
   }
 }
 

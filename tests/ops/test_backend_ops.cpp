@@ -202,8 +202,22 @@ void add_matmul(std::vector<OpCase>& cases, int64_t n, int64_t ic, int64_t oc) {
   }
 }
 
-void add_rope(std::vector<OpCase>& cases, int64_t b, int64_t t, int64_t h, int h_rot, int64_t d) {
-  const int64_t half = d / 2;
+// Per-token positions of packed rows (b, t): row 0 restarts at 0 in documents of 1, 4, 7, 2,
+// ... tokens; later rows read arbitrary table rows in [0, p), p - 1 included.
+std::function<double(int64_t)> packed_positions(int64_t t, int64_t p) {
+  return [=](int64_t i) {
+    const int64_t bi = i / t, ti = i % t;
+    if (bi > 0) return static_cast<double>(ti == 3 ? p - 1 : (ti * 7 + bi * 5) % p);
+    int64_t start = 0;
+    for (int64_t len = 1, k = 0; start + len <= ti; ++k, len = 1 + (k * 3) % 8) start += len;
+    return static_cast<double>(ti - start);
+  };
+}
+
+// positions: rotate token (b, t) by table row positions[b][t] of tables with t + 5 rows.
+void add_rope(std::vector<OpCase>& cases, int64_t b, int64_t t, int64_t h, int h_rot, int64_t d,
+              bool positions = false) {
+  const int64_t half = d / 2, p = positions ? t + 5 : t;
   const auto angle = [=](int64_t i) {
     return (i / half) * std::pow(10000.0, -2.0 * (i % half) / d);
   };
@@ -211,28 +225,68 @@ void add_rope(std::vector<OpCase>& cases, int64_t b, int64_t t, int64_t h, int h
     Arg x = inout("x", {b, t, h, d});
     x.part = [=](int64_t i) { return (i / d) % h < h_rot ? 0 : 1; };
     x.part_names = {"rotated heads", "other heads"};
+    Arg pos = in("positions", {b, t}, Role::i32, packed_positions(t, p));
+    pos.absent = !positions;
     OpCase c{inverse ? "rope_backward" : "rope_forward",
              "b " + std::to_string(b) + ", t " + std::to_string(t) + ", h " + std::to_string(h) +
-                 " (" + std::to_string(h_rot) + " rotated), d " + std::to_string(d),
-             {x, in("cos", {t, half}, Role::wide, [=](int64_t i) { return std::cos(angle(i)); }),
-              in("sin", {t, half}, Role::wide, [=](int64_t i) { return std::sin(angle(i)); })},
+                 " (" + std::to_string(h_rot) + " rotated), d " + std::to_string(d) +
+                 (positions ? ", per-token positions" : ""),
+             {x, in("cos", {p, half}, Role::wide, [=](int64_t i) { return std::cos(angle(i)); }),
+              in("sin", {p, half}, Role::wide, [=](int64_t i) { return std::sin(angle(i)); }),
+              pos},
              [=](Backend& be, const std::vector<Tensor>& ts) {
                if (inverse)
-                 be.rope_backward(ts[0], h_rot, ts[1], ts[2]);
+                 be.rope_backward(ts[0], h_rot, ts[1], ts[2], ts[3]);
                else
-                 be.rope_forward(ts[0], h_rot, ts[1], ts[2]);
+                 be.rope_forward(ts[0], h_rot, ts[1], ts[2], ts[3]);
                return 0.0;
              }};
     cases.push_back(c);
   }
 }
 
+// Document lengths of each batch row of packed attention (a row's list repeats until T is
+// filled, the last document cut at T); empty: no segments (one document per row).
+using Documents = std::vector<std::vector<int64_t>>;
+
+// segments (b, t) from docs: ids start at 7 + 3 b and grow by 1 or 2 per document.
+std::function<double(int64_t)> segment_ids(const Documents& docs, int64_t t) {
+  return [=](int64_t i) {
+    const int64_t bi = i / t, ti = i % t;
+    const std::vector<int64_t>& lens = docs[bi % docs.size()];
+    int64_t id = 7 + 3 * bi, start = 0;
+    for (size_t k = 0; start + lens[k % lens.size()] <= ti; ++k) {
+      start += lens[k % lens.size()];
+      id += 1 + static_cast<int64_t>(k % 2);
+    }
+    return static_cast<double>(id);
+  };
+}
+
+std::string documents_name(const Documents& docs) {
+  if (docs.empty()) return "";
+  std::string s = ", documents";
+  for (size_t r = 0; r < docs.size(); ++r) {
+    s += r ? " |" : "";
+    for (int64_t len : docs[r]) s += " " + std::to_string(len);
+  }
+  return s;
+}
+
+std::vector<int32_t> to_i32(const std::vector<double>& v) {
+  return std::vector<int32_t>(v.begin(), v.end());
+}
+
 void add_attention(std::vector<OpCase>& cases, int64_t b, int64_t t, int hq, int hkv, int64_t d,
-                   std::vector<DType> modes = {DType::f32, DType::bf16}, bool gpu_only = false) {
+                   std::vector<DType> modes = {DType::f32, DType::bf16}, bool gpu_only = false,
+                   const Documents& docs = {}) {
   const int64_t ht = hq + 2 * hkv;
   const std::string shape = "b " + std::to_string(b) + ", t " + std::to_string(t) + ", hq " +
                             std::to_string(hq) + ", hkv " + std::to_string(hkv) + ", d " +
-                            std::to_string(d);
+                            std::to_string(d) + documents_name(docs);
+  const bool packed = !docs.empty();
+  Arg segments = in("segments", {b, t}, Role::i32, packed ? segment_ids(docs, t) : nullptr);
+  segments.absent = !packed;
   const auto qkv_init = [=](int64_t i) {  // queries twice as large: sharper softmax
     return ((i / d) % ht < hq ? 2.0 : 1.0) * normal(static_cast<uint64_t>(t * 131 + d), i);
   };
@@ -243,9 +297,10 @@ void add_attention(std::vector<OpCase>& cases, int64_t b, int64_t t, int hq, int
     cases.push_back(
         {"attention_forward",
          shape,
-         {out("out", {b, t, hq, d}), lse, in("qkv", {b, t, ht, d}, Role::act, qkv_init)},
+         {out("out", {b, t, hq, d}), lse, in("qkv", {b, t, ht, d}, Role::act, qkv_init),
+          segments},
          [=](Backend& be, const std::vector<Tensor>& ts) {
-           be.attention_forward(ts[0], ts[1], ts[2], hq, hkv);
+           be.attention_forward(ts[0], ts[1], ts[2], hq, hkv, ts[3]);
            return 0.0;
          },
          nullptr,
@@ -261,18 +316,21 @@ void add_attention(std::vector<OpCase>& cases, int64_t b, int64_t t, int hq, int
   OpCase backward{"attention_backward",
                   shape,
                   {dqkv, in("dout", {b, t, hq, d}), in("qkv", {b, t, ht, d}, Role::act, qkv_init),
-                   in("out", {b, t, hq, d}), in("lse", {b, hq, t}, Role::wide)},
+                   in("out", {b, t, hq, d}), in("lse", {b, hq, t}, Role::wide), segments},
                   [=](Backend& be, const std::vector<Tensor>& ts) {
-                    be.attention_backward(ts[0], ts[1], ts[2], ts[3], ts[4], hq, hkv);
+                    be.attention_backward(ts[0], ts[1], ts[2], ts[3], ts[4], hq, hkv, ts[5]);
                     return 0.0;
                   },
                   nullptr,
                   modes,
                   gpu_only};
-  backward.derive = [=](Backend& oracle, Values& v) {  // out and lse of qkv
+  backward.derive = [=](Backend& oracle, Values& v) {  // out and lse of qkv (and segments)
+    std::vector<int32_t> ids = to_i32(v[5]);
+    const Tensor seg = packed ? Tensor(ids.data(), DType::i32, Device::cpu, {b, t}) : Tensor{};
     oracle.attention_forward(Tensor(v[3].data(), DType::f64, Device::cpu, {b, t, hq, d}),
                              Tensor(v[4].data(), DType::f64, Device::cpu, {b, hq, t}),
-                             Tensor(v[2].data(), DType::f64, Device::cpu, {b, t, ht, d}), hq, hkv);
+                             Tensor(v[2].data(), DType::f64, Device::cpu, {b, t, ht, d}), hq, hkv,
+                             seg);
   };
   cases.push_back(backward);
 }
@@ -438,6 +496,7 @@ std::vector<OpCase> op_cases() {
   add_matmul(cases, 5, 3, 130);
   add_rope(cases, 2, 7, 5, 3, 18);  // 378 rotated pairs: two blocks, the second partial
   add_rope(cases, 2, 37, 5, 3, 18);
+  add_rope(cases, 3, 37, 5, 3, 18, true);  // packed rows: per-token positions
   // Reference kernels: GQA 2 with two key chunks (T 66) and D 40; no GQA, D 160 (5 warps);
   // GQA 4, short; D 130. (At T = 1 dQ and dK are exactly zero, so T >= 3.)
   add_attention(cases, 1, 66, 2, 1, 40);
@@ -452,6 +511,21 @@ std::vector<OpCase> op_cases() {
   add_attention(cases, 1, 130, 4, 1, 64, {DType::bf16});
   add_attention(cases, 1, 100, 2, 2, 128, {DType::bf16});
   add_attention(cases, 1, 128, 4, 2, 128, {DType::bf16});
+  // Packed rows (document segments). Reference kernels (and the CPU): documents of 1 token
+  // among longer ones, ids past the first chunk of 64 keys; every token its own document.
+  add_attention(cases, 1, 66, 2, 1, 40, {DType::f32, DType::bf16}, false, {{1, 20, 1, 30, 14}});
+  add_attention(cases, 2, 9, 3, 3, 32, {DType::f32, DType::bf16}, false, {{1}, {2, 1}});
+  // The flash kernels (64-row tiles; 32-row query tiles in the D = 128 dK/dV kernel): T 67
+  // with a partial last tile and single-token documents at its start and end; T 130 with
+  // documents ending exactly at a tile boundary (key 63: the dK/dV query loop stops at tile
+  // 0), starting exactly at one (query 64: the forward and dQ key loops start at tile 1),
+  // crossing one (50 .. 64 holds the last key of tile 0 and the first query of the next
+  // tile), inside a tile, and a document of one token at the tile boundary.
+  add_attention(cases, 2, 67, 2, 1, 64, {DType::f32, DType::bf16}, false,
+                {{1, 40, 25, 1}, {3, 1, 1, 1, 58, 1, 1, 1}});
+  const Documents tiles_130 = {{5, 1, 44, 15, 3, 40, 1, 21}, {64, 1, 2, 60, 3}};
+  add_attention(cases, 2, 130, 2, 1, 64, {DType::bf16}, false, tiles_130);
+  add_attention(cases, 2, 130, 2, 2, 128, {DType::bf16}, false, tiles_130);
   // On a GPU only (minutes on the emulator): more reference shapes, and the flash kernels
   // with every GQA ratio and sequence length.
   add_attention(cases, 2, 77, 4, 2, 18, {DType::f32, DType::bf16}, true);
@@ -460,6 +534,10 @@ std::vector<OpCase> op_cases() {
     for (int ratio : {1, 2, 4})
       for (int64_t t : {1, 17, 100, 128, 257, 1000})
         add_attention(cases, 2, t, 2 * ratio, 2, d, {DType::bf16}, true);
+  // ... and packed: many documents per row, a long one spanning several tiles.
+  for (int d : {64, 128})
+    add_attention(cases, 2, 1000, 4, 2, d, {DType::bf16}, true,
+                  {{1, 130, 64, 7, 300, 2, 33}, {500, 1, 63, 65, 128}});
   add_swiglu(cases, 13, 77);  // 1001 elements: 4 blocks, the last partial
   add_swiglu(cases, 37, 53);
   add_add(cases, 1001);

@@ -121,14 +121,13 @@ void CpuBackend::do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, co
                                              n_rot_heads, d, inverse));
 }
 
-// TODO(sft-kernels): the fast path learns segments; until then packed rows run the reference.
 void CpuBackend::do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                                       int n_heads, int n_kv_heads, const Tensor& segments) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
-  if (fast(qkv.dtype) && !seg)
-    return cpu::fast::attention_forward(out.as<float>(), lse.as<float>(), qkv.as<float>(), b,
-                                        t, n_heads, n_kv_heads, d);
+  if (fast(qkv.dtype))
+    return cpu::fast::attention_forward(out.as<float>(), lse.as<float>(), qkv.as<float>(), seg,
+                                        b, t, n_heads, n_kv_heads, d);
   MEAP_CPU_DISPATCH(qkv.dtype, cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), seg,
                                                       b, t, n_heads, n_kv_heads, d));
 }
@@ -138,9 +137,9 @@ void CpuBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, c
                                        int n_kv_heads, const Tensor& segments) {
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
-  if (fast(qkv.dtype) && !seg)
+  if (fast(qkv.dtype))
     return cpu::fast::attention_backward(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
-                                         out.as<float>(), lse.as<float>(), b, t, n_heads,
+                                         out.as<float>(), lse.as<float>(), seg, b, t, n_heads,
                                          n_kv_heads, d);
   MEAP_CPU_DISPATCH(qkv.dtype,
                     cpu::attention_backward(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(),

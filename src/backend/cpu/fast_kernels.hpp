@@ -12,13 +12,14 @@ namespace meap::cpu::fast {
 // Query rows per block of the blocked attention: a thread holds (kBlock, T) scores.
 inline constexpr int64_t kAttentionBlock = 64;
 
-// qkv (B, T, Hq + 2Hkv, D) -> out (B, T, Hq, D), lse (B, Hq, T).
-void attention_forward(float* out, float* lse, const float* qkv, int64_t b, int64_t t,
-                       int64_t hq, int64_t hkv, int64_t d);
-// dqkv (B, T, Hq + 2Hkv, D) overwritten.
+// qkv (B, T, Hq + 2Hkv, D) -> out (B, T, Hq, D), lse (B, Hq, T). segments (B*T) document
+// ids, non-decreasing along each row (documents are contiguous runs), or null.
+void attention_forward(float* out, float* lse, const float* qkv, const int32_t* segments,
+                       int64_t b, int64_t t, int64_t hq, int64_t hkv, int64_t d);
+// dqkv (B, T, Hq + 2Hkv, D) overwritten; segments as in the forward.
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int64_t b, int64_t t, int64_t hq, int64_t hkv,
-                        int64_t d);
+                        const float* lse, const int32_t* segments, int64_t b, int64_t t,
+                        int64_t hq, int64_t hkv, int64_t d);
 
 void swiglu_forward(float* out, const float* gate_up, int64_t n, int64_t f);
 void swiglu_backward(float* dgate_up, const float* dout, const float* gate_up, int64_t n,

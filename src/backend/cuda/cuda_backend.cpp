@@ -201,11 +201,10 @@ void CudaBackend::do_matmul_backward(const Tensor& dx, const Tensor& dw, const T
 
 void CudaBackend::do_rope(const Tensor& x, int n_rot_heads, const Tensor& cos, const Tensor& sin,
                           const Tensor& positions, bool inverse) {
-  // TODO(sft-kernels): the rope kernel reads positions.
-  if (!positions.empty()) fail("cuda rope: per-token positions are not implemented yet");
   const int64_t b = x.dim(0), t = x.dim(1), h = x.dim(2), d = x.dim(3);
-  MEAP_CUDA_DISPATCH(x.dtype, cuda::rope_apply(x.as<S>(), cos.as<float>(), sin.as<float>(), b, t, h,
-                                               n_rot_heads, d, inverse, stream_));
+  const int32_t* pos = positions.empty() ? nullptr : positions.as<int32_t>();
+  MEAP_CUDA_DISPATCH(x.dtype, cuda::rope_apply(x.as<S>(), cos.as<float>(), sin.as<float>(), pos, b,
+                                               t, h, n_rot_heads, d, inverse, stream_));
 }
 
 // ---- attention -----------------------------------------------------------------------------
@@ -218,36 +217,35 @@ bool CudaBackend::use_flash_attention(DType storage, const cuda::AttentionShape&
 
 void CudaBackend::do_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                                        int n_heads, int n_kv_heads, const Tensor& segments) {
-  // TODO(sft-kernels): the attention kernels read segments.
-  if (!segments.empty()) fail("cuda attention: document segments are not implemented yet");
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const cuda::AttentionShape shape{b, t, n_heads, n_kv_heads, d};
+  const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
   if (use_flash_attention(qkv.dtype, shape))
     return cuda::flash_attention_forward(out.as<uint16_t>(), lse.as<float>(), qkv.as<uint16_t>(),
-                                         shape, stream_);
+                                         seg, shape, stream_);
   MEAP_CUDA_DISPATCH(qkv.dtype, cuda::attention_reference_forward(
-                                    out.as<S>(), lse.as<float>(), qkv.as<S>(), b, t, n_heads,
+                                    out.as<S>(), lse.as<float>(), qkv.as<S>(), seg, b, t, n_heads,
                                     n_kv_heads, static_cast<int>(d), stream_));
 }
 
 void CudaBackend::do_attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv,
                                         const Tensor& out, const Tensor& lse, int n_heads,
                                         int n_kv_heads, const Tensor& segments) {
-  if (!segments.empty()) fail("cuda attention: document segments are not implemented yet");
   const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(3);
   const cuda::AttentionShape shape{b, t, n_heads, n_kv_heads, d};
+  const int32_t* seg = segments.empty() ? nullptr : segments.as<int32_t>();
   if (use_flash_attention(qkv.dtype, shape)) {
     void* work = scratch(cuda::flash_attention_backward_workspace_bytes(shape));
     return cuda::flash_attention_backward(dqkv.as<uint16_t>(), dout.as<uint16_t>(),
                                           qkv.as<uint16_t>(), out.as<uint16_t>(), lse.as<float>(),
-                                          work, shape, stream_);
+                                          seg, work, shape, stream_);
   }
   const size_t bytes = cuda::attention_reference_backward_scratch_bytes(b, t, n_heads);
   void* work = scratch(bytes);
   MEAP_CUDA_DISPATCH(
       qkv.dtype, cuda::attention_reference_backward(
-                     dqkv.as<S>(), dout.as<S>(), qkv.as<S>(), out.as<S>(), lse.as<float>(), b, t,
-                     n_heads, n_kv_heads, static_cast<int>(d), work, bytes, stream_));
+                     dqkv.as<S>(), dout.as<S>(), qkv.as<S>(), out.as<S>(), lse.as<float>(), seg, b,
+                     t, n_heads, n_kv_heads, static_cast<int>(d), work, bytes, stream_));
 }
 
 // ---- SwiGLU, residual, cross-entropy ---------------------------------------------------------
