@@ -29,6 +29,19 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
 
 }  // namespace
 
+void document_segments(const int32_t* tokens, int64_t seq_len, int32_t eos, int32_t* segments,
+                       int32_t* positions) {
+  int32_t segment = 0, position = 0;
+  for (int64_t t = 0; t < seq_len; ++t) {
+    segments[t] = segment;
+    positions[t] = position++;
+    if (tokens[t] == eos) {  // the EOS closes its document; the next position opens one
+      ++segment;
+      position = 0;
+    }
+  }
+}
+
 TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config)) {
   const StreamerConfig& c = config_;
   if (c.seq_len <= 0) fail("data.seq_len must be positive, got ", c.seq_len);
@@ -59,6 +72,9 @@ TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config))
          c.global_batch_size, " (prepare more data or lower train.global_batch_size)");
 
   const SpecialTokens& special = infos.front().special;
+  if (c.document_mask && special.eos < 0)
+    fail("data.document_mask: the shards matching '", c.pattern,
+         "' define no EOS id, so they have no document boundaries to stop attention at");
   MaskerConfig m;
   m.mask_ratio = c.mask_ratio;
   m.mask_id = special.mask;
@@ -76,6 +92,10 @@ TokenStreamer::TokenStreamer(StreamerConfig config) : config_(std::move(config))
     b.targets.resize(local_batch_ * c.seq_len);
     b.weights.resize(local_batch_ * c.seq_len);
     b.global_index.resize(local_batch_);
+    if (c.document_mask) {
+      b.segment_ids.resize(local_batch_ * c.seq_len);
+      b.positions.resize(local_batch_ * c.seq_len);
+    }
   }
   restore(StreamerState{});
 }
@@ -117,6 +137,10 @@ void TokenStreamer::fill(TokenBatch& batch, StreamerState position) const {
     read_tokens(sequence_at(position.epoch, index) * T, T + 1, tokens.data());
     masker_->make_example(tokens.data(), T, position.epoch, index, batch.inputs.data() + i * T,
                           batch.targets.data() + i * T, batch.weights.data() + i * T);
+    // From the clean tokens: a masked EOS still ends its document.
+    if (config_.document_mask)
+      document_segments(tokens.data(), T, shard_info().special.eos,
+                        batch.segment_ids.data() + i * T, batch.positions.data() + i * T);
   }
 }
 
