@@ -61,7 +61,7 @@ bool step_equals(const std::vector<T>& all, int64_t s, const std::vector<T>& bat
 
 }  // namespace
 
-TEST_CASE("meap batches --sft and data.document_mask write the streamers' rows; meap inspect "
+TEST_CASE("meap batches --sft and data.document_mask write the streamers' rows, and meap inspect "
           "--sft-sample prints the builder's layout",
           "[sft][cli]") {
   ScratchDir dir("sft_batches_cli");

@@ -214,7 +214,7 @@ SftOptions meap_options(SftLayout layout) {
 }  // namespace
 
 TEST_CASE("packing isolation: packed NTP-SFT samples give each the logits and gradient it "
-          "has alone; a change in one reaches no other",
+          "has alone, and a change in one reaches no other",
           "[model][sft]") {
   SftOptions o;
   o.mask_ratio = 0;  // NTP-SFT: no [MASK] id needed
@@ -230,7 +230,7 @@ TEST_CASE("packing isolation: packed NTP-SFT samples give each the logits and gr
 }
 
 TEST_CASE("packing isolation: a MEAP concat document (original + masked copy) is one "
-          "document, isolated from its neighbours; the copy sees the original",
+          "document, isolated from its neighbours, and the copy sees the original",
           "[model][sft]") {
   const Sample meap_sample = make_sample(3, 6, 1), short_sample = make_sample(2, 2, 2);
   const auto n = [](const Sample& s) { return static_cast<int64_t>(s.tokens.size()); };
