@@ -1,5 +1,6 @@
 // `meap import HF_DIR --out CHECKPOINT_DIR`: a Hugging Face Llama as a meap checkpoint, to
-// continue pre-training or MEAP fine-tuning it (docs/export.md).
+// continue training it: pre-training on packed text (NTP or MEAP masks), or supervised
+// fine-tuning on prompt/answer samples (NTP-SFT or MEAP-SFT, docs/sft.md) (docs/export.md).
 #include <string>
 
 #include <spdlog/spdlog.h>

@@ -1,9 +1,11 @@
 // `meap inspect CONFIG.yaml [key=value ...]`: what a run of this config costs before it
 // starts -- parameter counts, training FLOPs per token, and memory per device.
+// `meap inspect --sft GLOB --sft-sample N`: one SFT sample's training layout (inspect_sft.cpp).
 #include <cstdio>
 #include <optional>
 
 #include "cli/command_line.hpp"
+#include "cli/inspect_sft.hpp"
 #include "meap/backend/backend.hpp"
 #include "meap/core/human_format.hpp"
 #include "meap/core/system_memory.hpp"
@@ -18,10 +20,40 @@ int inspect_command(const Args& args) {
       "Prints the model's parameter count (total and non-embedding), the training FLOPs\n"
       "per token (6 N + 12 L T C), and the memory a training step needs per device for\n"
       "the configured micro-batch in the configured train.precision (weights, fp32 master\n"
-      "copy under bf16, gradients, AdamW moments, activations under train.recompute).");
+      "copy under bf16, gradients, AdamW moments, activations under train.recompute).\n"
+      "With --sft GLOB --sft-sample N instead of a config: the training layout of SFT sample\n"
+      "N (docs/sft.md): one line per position with its segment, RoPE position, input,\n"
+      "target and loss weight.");
   ConfigArgs config;
   cli.add_config(config);
+  // CONFIG.yaml, or the SFT sample options: one of the two (checked after parsing).
+  CLI::Option* config_option = cli.app().get_option("CONFIG.yaml");
+  config_option->required(false);
+  SftSampleArgs sft;
+  CLI::Option* shards = cli.add_option(
+      "--sft", sft.shards, "GLOB",
+      "SFT shards (`meap prepare --sft`, e.g. 'data/sft/sft-train-*.bin'), sorted by path");
+  CLI::Option* sample = cli.add_option("--sft-sample", sft.sample, "N",
+                                       "print the layout of sample N (in shard order, from 0)");
+  shards->needs(sample);
+  sample->needs(shards);
+  config_option->excludes(shards);
+  cli.add_option("--epoch", sft.epoch, "E", "the epoch whose masks to show (default 0)")
+      ->needs(shards);
+  cli.add_option("--seed", sft.seed, "S",
+                 "run.seed, which keys the masks (default " + std::to_string(sft.seed) + ")")
+      ->needs(shards);
+  cli.add_tokenizer(sft.tokenizer,
+                    "the tokenizer that shows the pieces (default: the tokenizer.model or\n"
+                    "tokenizer.json beside the shards; its checksum must match theirs)")
+      ->needs(shards);
+  add_sft_options(cli, sft.sft, shards);
+  cli.app().final_callback([&] {
+    if (config.path.empty() && shards->count() == 0)
+      throw CLI::RequiredError("CONFIG.yaml (or --sft GLOB --sft-sample N)");
+  });
   if (const auto done = cli.parse(args)) return *done;
+  if (shards->count() > 0) return inspect_sft_sample(sft);
   const Config cfg = load_config(config.path, config.overrides);
   const ModelConfig& m = cfg.model;
   const int64_t B = cfg.train.micro_batch_size, T = cfg.data.seq_len;

@@ -8,6 +8,7 @@ ConfigKeys<DataConfig> data_config_keys() {
       MEAP_CONFIG_KEY(DataConfig, val),
       MEAP_CONFIG_KEY(DataConfig, tokenizer),
       MEAP_CONFIG_KEY(DataConfig, seq_len),
+      MEAP_CONFIG_KEY(DataConfig, document_mask),
       MEAP_CONFIG_KEY(DataConfig, meap.mask_ratio),
       MEAP_CONFIG_KEY(DataConfig, meap.keep_special_unmasked),
       MEAP_CONFIG_KEY(DataConfig, meap.sampling),

@@ -9,6 +9,19 @@ namespace meap {
 
 constexpr uint32_t kShuffleDomain = 0x53485546u;  // "SHUF": keeps the shuffle stream apart
 
+void document_segments(const int32_t* tokens, int64_t seq_len, int32_t eos, int32_t* segments,
+                       int32_t* positions) {
+  int32_t segment = 0, position = 0;
+  for (int64_t t = 0; t < seq_len; ++t) {
+    segments[t] = segment;
+    positions[t] = position++;
+    if (tokens[t] == eos) {  // the EOS closes its document; the next position opens one
+      ++segment;
+      position = 0;
+    }
+  }
+}
+
 TokenStreamer::TokenStreamer(StreamerConfig config)
     : config_(std::move(config)),
       pipeline_([this](TokenBatch& b, StreamerState at) { fill(b, at); },
@@ -36,6 +49,9 @@ TokenStreamer::TokenStreamer(StreamerConfig config)
          c.global_batch_size, " (prepare more data or lower train.global_batch_size)");
 
   const SpecialTokens& special = infos.front().special;
+  if (c.document_mask && special.eos < 0)
+    fail("data.document_mask: the shards matching '", c.pattern,
+         "' define no EOS id, so they have no document boundaries to stop attention at");
   MaskerConfig m;
   m.mask_ratio = c.mask_ratio;
   m.mask_id = special.mask;
@@ -53,6 +69,10 @@ TokenStreamer::TokenStreamer(StreamerConfig config)
   shape.targets.resize(local_batch_ * c.seq_len);
   shape.weights.resize(local_batch_ * c.seq_len);
   shape.global_index.resize(local_batch_);
+  if (c.document_mask) {
+    shape.segment_ids.resize(local_batch_ * c.seq_len);
+    shape.positions.resize(local_batch_ * c.seq_len);
+  }
   pipeline_.set_slots(c.prefetch, shape);
   restore(StreamerState{});
 }
@@ -97,6 +117,10 @@ void TokenStreamer::fill(TokenBatch& batch, StreamerState position) const {
     read_tokens(sequence_at(position.epoch, index) * T, T + 1, tokens.data());
     masker_->make_example(tokens.data(), T, position.epoch, index, batch.inputs.data() + i * T,
                           batch.targets.data() + i * T, batch.weights.data() + i * T, step);
+    // From the clean tokens: a masked EOS still ends its document.
+    if (config_.document_mask)
+      document_segments(tokens.data(), T, shard_info().special.eos,
+                        batch.segment_ids.data() + i * T, batch.positions.data() + i * T);
   }
 }
 

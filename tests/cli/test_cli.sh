@@ -96,6 +96,20 @@ check "a failed prepare exits 1 and removes the --out it created" \
 mkdir -p "$work/kept"
 run prepare --out "$work/kept" --vocab-size 300 "$work/bad.jsonl"
 check "a failed prepare keeps an --out that existed before" eval '[ "$rc" -eq 1 ] && [ -d "$work/kept" ]'
+# The SFT views: meap inspect takes a config or --sft GLOB --sft-sample N; the SFT flags of
+# meap batches need --sft and take only the sft.* keys' values.
+run inspect
+check "meap inspect without CONFIG.yaml or --sft exits 2 naming both" \
+  eval '[ "$rc" -eq 2 ] && has err "CONFIG.yaml (or --sft GLOB --sft-sample N)"'
+run inspect --sft 'x-*.bin'
+check "meap inspect --sft without --sft-sample exits 2 naming it" \
+  eval '[ "$rc" -eq 2 ] && has err "--sft-sample"'
+run batches config.yaml --steps 1 --out "$work/b.safetensors" --mask-ratio 0.2
+check "an SFT flag of meap batches without --sft exits 2 naming --sft" \
+  eval '[ "$rc" -eq 2 ] && has err "--mask-ratio requires --sft"'
+run batches config.yaml --steps 1 --out "$work/b.safetensors" --sft 'x-*.bin' --layout paper
+check "--layout refuses a layout that is not concat or separate" \
+  eval '[ "$rc" -eq 2 ] && has err "--layout"'
 run train
 check "meap train without CONFIG.yaml exits 2 naming it" eval '[ "$rc" -eq 2 ] && has err "CONFIG.yaml"'
 run

@@ -73,6 +73,12 @@ def load_batches(path):
         raise SystemExit(f"{path} is not a `meap batches` file (metadata format="
                          f"{meta.get('format')!r})")
     tensors = load_file(path)
+    if "segment_ids" in tensors:
+        # Packed documents (meap batches --sft, or data.document_mask): attention would have to
+        # stop at segment boundaries and RoPE read per-token positions, which this reference
+        # does not do; training on the file anyway would compare different models.
+        raise SystemExit(f"{path} holds packed documents (segment_ids, positions: "
+                         f"kind={meta.get('kind')!r}), which this reference does not implement")
     return tensors, meta, yaml.safe_load(meta["config"])
 
 

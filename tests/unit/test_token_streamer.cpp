@@ -2,7 +2,10 @@
 // masking, and the errors a user can run into.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <utility>
 #include <set>
 
 #include "meap/core/rng.hpp"
@@ -286,4 +289,127 @@ TEST_CASE("streamer: authors_code masks every row of a step alike, on any rank a
     }
     CHECK(rows.size() > 1);
   }
+
+TEST_CASE("streamer: document_segments ends a document at its EOS, positions from 0",
+          "[streamer]") {
+  const int32_t eos = kSpecial.eos;
+  const auto segments_of = [&](const std::vector<int32_t>& tokens) {
+    std::pair<std::vector<int32_t>, std::vector<int32_t>> out;
+    out.first.resize(tokens.size());
+    out.second.resize(tokens.size());
+    document_segments(tokens.data(), static_cast<int64_t>(tokens.size()), eos, out.first.data(),
+                      out.second.data());
+    return out;
+  };
+  // docs/data.md's worked example: "slept . [EOS] The dog ran [EOS] A". The EOS belongs to
+  // the document it closes; the position after it opens the next, at position 0.
+  const auto [seg, pos] = segments_of({10, 11, eos, 12, 13, 14, eos, 15});
+  CHECK(seg == std::vector<int32_t>{0, 0, 0, 1, 1, 1, 1, 2});
+  CHECK(pos == std::vector<int32_t>{0, 1, 2, 0, 1, 2, 3, 0});
+  // Two EOS in a row (a document of one EOS), a row that starts with an EOS, a row ending
+  // on one (the next segment would start in the next row).
+  const auto [seg2, pos2] = segments_of({eos, 5, eos, eos, 8, eos});
+  CHECK(seg2 == std::vector<int32_t>{0, 1, 1, 2, 3, 3});
+  CHECK(pos2 == std::vector<int32_t>{0, 0, 1, 0, 0, 1});
+  // No EOS at all: one document, positions 0 .. T-1 (what no document mask means).
+  const auto [seg3, pos3] = segments_of({5, 6, 7});
+  CHECK(seg3 == std::vector<int32_t>{0, 0, 0});
+  CHECK(pos3 == std::vector<int32_t>{0, 1, 2});
+}
+
+TEST_CASE("streamer: data.document_mask fills segments and positions from the clean tokens, "
+          "rank- and resume-invariant", "[streamer]") {
+  const fs::path dir = temp_dir("meap_streamer_documents");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // Documents of 1 to 12 tokens, each followed by EOS: several per 16-token sequence.
+  std::vector<int32_t> all;
+  for (uint32_t d = 0; all.size() < 1500; ++d) {
+    const auto r = philox4x32({d, 0, 0, 0}, philox_key(3));
+    for (uint32_t i = 0; i < 1 + r[0] % 12; ++i) all.push_back(5 + static_cast<int32_t>((r[1] + i) % 900));
+    all.push_back(kSpecial.eos);
+  }
+  {
+    ShardWriter w((dir / "train-0.bin").string(), kVocab, kSpecial);
+    w.append(all.data(), all.size());
+    w.finish();
+  }
+  StreamerConfig c = base_config(dir);
+  c.mask_ratio = 0.5;  // many masked EOS inputs: they must still end their documents
+  c.document_mask = true;
+  const int64_t T = c.seq_len;
+  TokenStreamer docs(c);
+  StreamerConfig off = c;
+  off.document_mask = false;
+  TokenStreamer plain(off);
+  std::vector<TokenBatch> reference;
+  int masked_eos = 0, boundaries = 0;
+  for (uint64_t step = 0; step < docs.batches_per_epoch() + 3; ++step) {  // into epoch 1
+    const TokenBatch& b = docs.next();
+    const TokenBatch& p = plain.next();
+    // The switch adds segments and positions and changes nothing else.
+    CHECK(b.inputs == p.inputs);
+    CHECK(b.targets == p.targets);
+    CHECK(b.weights == p.weights);
+    CHECK(p.segment_ids.empty());
+    CHECK(p.positions.empty());
+    REQUIRE(b.segment_ids.size() == static_cast<size_t>(b.batch_size * T));
+    REQUIRE(b.positions.size() == static_cast<size_t>(b.batch_size * T));
+    for (int64_t i = 0; i < b.batch_size; ++i) {
+      const uint64_t seq = docs.sequence_at(b.position.epoch, b.global_index[i]);
+      std::vector<int32_t> seg(T), pos(T);
+      document_segments(all.data() + seq * T, T, kSpecial.eos, seg.data(), pos.data());
+      CHECK(std::equal(seg.begin(), seg.end(), b.segment_ids.begin() + i * T));
+      CHECK(std::equal(pos.begin(), pos.end(), b.positions.begin() + i * T));
+      for (int64_t t = 0; t + 1 < T; ++t) {
+        const bool is_eos = all[seq * T + t] == kSpecial.eos;
+        boundaries += is_eos;
+        if (is_eos && b.inputs[i * T + t] == kSpecial.mask) {
+          ++masked_eos;
+          CHECK(b.segment_ids[i * T + t + 1] == b.segment_ids[i * T + t] + 1);
+          CHECK(b.positions[i * T + t + 1] == 0);
+        }
+      }
+    }
+    reference.push_back(b);
+  }
+  CHECK(boundaries > 200);
+  CHECK(masked_eos > 20);
+  // Two ranks, one of them on the caller's thread, see the same rows.
+  std::vector<std::unique_ptr<TokenStreamer>> ranks;
+  for (int r = 0; r < 2; ++r) {
+    StreamerConfig rc = c;
+    rc.rank = r;
+    rc.world_size = 2;
+    rc.prefetch = r;
+    ranks.push_back(std::make_unique<TokenStreamer>(rc));
+  }
+  const size_t half = static_cast<size_t>(c.global_batch_size / 2 * T);
+  for (const TokenBatch& want : reference) {
+    for (int r = 0; r < 2; ++r) {
+      const TokenBatch& got = ranks[r]->next();
+      CHECK(std::equal(got.segment_ids.begin(), got.segment_ids.end(),
+                       want.segment_ids.begin() + r * half));
+      CHECK(std::equal(got.positions.begin(), got.positions.end(),
+                       want.positions.begin() + r * half));
+    }
+  }
+  // A fresh streamer restored at step 4 continues with the same segments and positions.
+  TokenStreamer resumed(c);
+  resumed.restore(reference[4].position);
+  for (size_t k = 4; k < reference.size(); ++k) {
+    const TokenBatch& got = resumed.next();
+    CHECK(got.segment_ids == reference[k].segment_ids);
+    CHECK(got.positions == reference[k].positions);
+  }
+  // Shards without an EOS id have no boundaries: refused, naming the key.
+  {
+    SpecialTokens no_eos = kSpecial;
+    no_eos.eos = -1;
+    std::vector<int32_t> tokens(400, 7);
+    ShardWriter w((dir / "train-0.bin").string(), kVocab, no_eos);
+    w.append(tokens.data(), tokens.size());
+    w.finish();
+  }
+  CHECK_THROWS_WITH(TokenStreamer(c), Catch::Contains("data.document_mask"));
 }

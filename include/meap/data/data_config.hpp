@@ -22,6 +22,9 @@ struct DataConfig {
   std::string val;        // glob of validation shards
   std::string tokenizer;  // SentencePiece model
   int64_t seq_len = 256;  // tokens per training sequence (T)
+  // Attention stops at each EOS: a sequence's documents do not see each other and their
+  // RoPE positions restart at 0 (TokenStreamer fills TokenBatch::segment_ids, positions).
+  bool document_mask = false;
   MeapConfig meap;
   bool operator==(const DataConfig&) const = default;
 };

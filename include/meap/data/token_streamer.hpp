@@ -25,6 +25,7 @@ struct StreamerConfig {
   double mask_ratio = 0.0;        // data.meap.mask_ratio
   bool keep_special_unmasked = false;
   MaskSampling mask_sampling = MaskSampling::per_sequence;  // data.meap.sampling
+  bool document_mask = false;     // data.document_mask: fill segment_ids and positions
   int prefetch = 2;               // batches prepared ahead; 0 = on the caller's thread
 };
 
@@ -43,10 +44,19 @@ struct TokenBatch {
   std::vector<int32_t> targets;         // (batch_size, seq_len), clean
   std::vector<float> weights;           // (batch_size, seq_len), loss weights
   // (batch_size, seq_len) each, filled only under data.document_mask (else empty): the
-  // document of each position (a new one after each EOS) and its RoPE position in it.
+  // document of each position and its RoPE position in it (document_segments).
   std::vector<int32_t> segment_ids, positions;
   std::vector<uint64_t> global_index;   // (batch_size): epoch-local position of each row
 };
+
+// The documents of one sequence, from its clean inputs tokens[0, T) (before any [MASK]): a
+// new document starts after each EOS, so an EOS is the last position of the document it
+// closes (as in torchtitan and Megatron). segments[t] = the number of EOS in tokens[0, t),
+// positions[t] = t minus the position after the last such EOS (t when there is none): the
+// row's first document, usually the tail of one begun in the previous sequence, counts
+// from 0 at the row's start. A pure function of the tokens; eos >= 0.
+void document_segments(const int32_t* tokens, int64_t seq_len, int32_t eos, int32_t* segments,
+                       int32_t* positions);
 
 class TokenStreamer {
  public:
