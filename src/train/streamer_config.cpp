@@ -16,6 +16,7 @@ StreamerConfig streamer_config(const Config& cfg, bool train, int rank, int worl
   s.mask_ratio = train ? cfg.data.meap.mask_ratio : 0.0;  // validation reads clean inputs
   s.keep_special_unmasked = cfg.data.meap.keep_special_unmasked;
   s.mask_sampling = cfg.data.meap.sampling;
+  s.document_mask = cfg.data.document_mask;  // validation too: the same attention
   s.prefetch = train ? 2 : 0;
   return s;
 }
