@@ -4,6 +4,7 @@
 // tokenizer. Both are made once per test process.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,9 @@
 
 namespace meap_test {
 
-// Answers of 5 to 17 tokens (4 to 16 words and a full stop, each word one piece of the
-// corpus's tokenizer): with sft.min_answer_tokens=8 about half of them get a masked copy.
+// Prompt: 3 to 7 words of the corpus; answer: the same words and a full stop. The corpus's
+// 300-piece tokenizer is mostly byte pieces (a word is a few tokens), so answers have about
+// 8 to 30 tokens: with sft.min_answer_tokens=16 part of them get a masked copy.
 inline std::string sft_records(uint32_t seed, int n) {
   uint32_t state = seed;
   const auto draw = [&state] {
@@ -26,10 +28,10 @@ inline std::string sft_records(uint32_t seed, int n) {
   std::string jsonl;
   for (int r = 0; r < n; ++r) {
     std::string words;
-    const int k = 4 + draw() % 13;
+    const int k = 3 + draw() % 5;
     for (int i = 0; i < k; ++i)
       words += (i ? " " : "") + std::string(micro_words()[draw() % kMicroWords]);
-    jsonl += "{\"prompt\": \"repeat: " + words + "\", \"response\": \"" + words + ".\"}\n";
+    jsonl += "{\"prompt\": \"" + words + "\", \"response\": \"" + words + ".\"}\n";
   }
   return jsonl;
 }
@@ -52,6 +54,14 @@ inline const SftSet& sft_set() {
     o.seq_len = 63;
     o.val_fraction = 0.2;
     const meap::SftPrepareSummary s = meap::prepare_sft(o);
+    std::printf("sft fixture: %llu train and %llu val samples (%llu tokens, %llu of them answer "
+                "tokens, in train), %llu prompts truncated, %llu records rejected\n",
+                static_cast<unsigned long long>(s.train_samples),
+                static_cast<unsigned long long>(s.val_samples),
+                static_cast<unsigned long long>(s.train_tokens),
+                static_cast<unsigned long long>(s.train_answer_tokens),
+                static_cast<unsigned long long>(s.truncated),
+                static_cast<unsigned long long>(s.rejected_total()));
     return SftSet{(dir / "data" / "sft-train-*.bin").string(),
                   (dir / "data" / "sft-val-*.bin").string(), s.train_samples, s.val_samples};
   }();
@@ -84,13 +94,13 @@ inline const fs::path& pretrained_micro_model() {
 
 // The overrides that turn the micro config into an SFT run from the pre-trained model:
 // sft.train / sft.val instead of data.train / data.val, rows of 128, 2 epochs, answers of
-// more than 8 tokens masked (the default sft.mask_ratio 0.1 gives them 1 or 2 [MASK]s),
+// more than 16 tokens masked (the default sft.mask_ratio 0.1 gives them 2 or 3 [MASK]s),
 // validation every 5 steps.
 inline std::vector<std::string> sft_overrides() {
   std::vector<std::string> o = sft_model_overrides();
   o.insert(o.end(), {"data.train=''", "data.val=''", "sft.train='" + sft_set().train_glob + "'",
                      "sft.val='" + sft_set().val_glob + "'", "data.seq_len=128",
-                     "sft.min_answer_tokens=8", "train.max_epochs=2", "eval.interval=5",
+                     "sft.min_answer_tokens=16", "train.max_epochs=2", "eval.interval=5",
                      "checkpoint.interval=1000", "checkpoint.keep_last=5",
                      "checkpoint.init_from='" + pretrained_micro_model().string() + "'"});
   return o;

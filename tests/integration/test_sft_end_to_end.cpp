@@ -95,8 +95,10 @@ TEST_CASE("sft: NTP-SFT and MEAP-SFT from one checkpoint both lower the held-out
   }
   // Validation never masks: both runs start from the same weights on the same answers.
   CHECK(val_losses(ntp).at(0) == val_losses(meap_run).at(0));
-  std::printf("sft e2e: %lld [MASK]s in MEAP-SFT's epoch 0; %lld steps per run; %.1f s\n",
-              static_cast<long long>(masks), static_cast<long long>(rm.final_step),
+  std::printf("sft e2e: %lld [MASK]s in MEAP-SFT's epoch 0; two epochs are %lld steps of "
+              "NTP-SFT, %lld of MEAP-SFT (longer documents); %.1f s\n",
+              static_cast<long long>(masks), static_cast<long long>(rn.final_step),
+              static_cast<long long>(rm.final_step),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
