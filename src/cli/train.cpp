@@ -1,4 +1,5 @@
-// `meap train CONFIG.yaml [section.key=value ...] [--resume [--allow-config-change]]`: pre-train (MEAP or NTP).
+// `meap train CONFIG.yaml [section.key=value ...] [--resume [--allow-config-change]]`: pre-train
+// (MEAP or NTP) on token shards, or fine-tune (MEAP-SFT or NTP-SFT) on SFT shards (sft.train).
 // SIGTERM / SIGINT finish the current step, write a checkpoint and exit 0; a second
 // SIGINT stops at once.
 #include <csignal>
@@ -61,9 +62,13 @@ int train_command(const Args& args) {
   // under a dump of every key.
   std::string overrides;
   for (const std::string& o : config_args.overrides) overrides += " " + o;
-  spdlog::info("meap train {}{}: {} steps of {} x {} tokens, mask ratio {}; effective config in {}",
-               config_args.path, overrides, config.train.max_steps,
-               config.train.global_batch_size, config.data.seq_len, config.data.meap.mask_ratio,
+  const bool sft = is_sft_run(config);
+  spdlog::info("meap train {}{}: {}{} of {} x {} tokens, {} mask ratio {}; effective config in {}",
+               config_args.path, overrides,
+               config.train.max_epochs > 0 ? config.train.max_epochs : config.train.max_steps,
+               config.train.max_epochs > 0 ? " epochs" : " steps", config.train.global_batch_size,
+               config.data.seq_len, sft ? "SFT (sft.train)," : "pre-training,",
+               sft ? config.sft.mask_ratio : config.data.meap.mask_ratio,
                (std::filesystem::path(config.run.out_dir) / "config.yaml").string());
 
   std::signal(SIGTERM, on_signal);

@@ -44,6 +44,16 @@ const char* sft_mask_scope_name(SftMaskScope scope) {
   return scope == SftMaskScope::answer ? "answer" : "all";
 }
 
+std::span<const std::string_view> enum_names(SftLayout) {
+  static constexpr std::string_view kNames[] = {"concat", "separate"};
+  return kNames;
+}
+
+std::span<const std::string_view> enum_names(SftMaskScope) {
+  static constexpr std::string_view kNames[] = {"answer", "all"};
+  return kNames;
+}
+
 SftBuilder::SftBuilder(SftOptions options, int32_t mask_id)
     : options_(options), mask_id_(mask_id), key_(philox_key(options.seed)) {
   key_[1] ^= kSftMaskDomain;

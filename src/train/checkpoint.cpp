@@ -332,6 +332,9 @@ std::string load_initial_weights(const std::string& path, Llama& model) {
       parse_config(read_checkpoint_manifest(from).config_yaml, {}, from + "/manifest.json");
   ModelConfig shape = source.model;
   shape.init_std = model.config().init_std;  // only the initialisation, which is skipped
+  // No weight depends on the longest sequence (RoPE tables are computed), so a fine-tuning
+  // run may use longer rows than pre-training did.
+  shape.max_seq_len = model.config().max_seq_len;
   if (shape != model.config())
     fail("checkpoint.init_from: ", from, " holds a model of another shape than this config's "
          "model section (copy its model section: ", from, "/manifest.json)");

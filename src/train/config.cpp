@@ -35,6 +35,7 @@ ConfigKeys<TrainConfig> train_keys() {
       MEAP_CONFIG_KEY(TrainConfig, global_batch_size),
       MEAP_CONFIG_KEY(TrainConfig, micro_batch_size),
       MEAP_CONFIG_KEY(TrainConfig, max_steps),
+      MEAP_CONFIG_KEY(TrainConfig, max_epochs),
       MEAP_CONFIG_KEY(TrainConfig, device),
       MEAP_CONFIG_KEY(TrainConfig, precision),
       MEAP_CONFIG_KEY(TrainConfig, recompute),
@@ -60,6 +61,7 @@ ConfigSchema make_schema() {
   s.add_section("run", &Config::run, run_keys());
   s.add_section("model", &Config::model, model_config_keys());
   s.add_section("data", &Config::data, data_config_keys());
+  s.add_section("sft", &Config::sft, sft_config_keys());
   s.add_section("optim", &Config::optim, optim_keys());
   s.add_section("train", &Config::train, train_keys());
   s.add_section("checkpoint", &Config::checkpoint, checkpoint_keys());
@@ -92,6 +94,8 @@ void validate(const TrainConfig& t) {
   require_config(t.micro_batch_size > 0, "train.micro_batch_size", "a positive integer",
                  t.micro_batch_size);
   require_config(t.max_steps > 0, "train.max_steps", "a positive integer", t.max_steps);
+  require_config(t.max_epochs >= 0, "train.max_epochs", ">= 0 (0 = train.max_steps decides)",
+                 t.max_epochs);
   if (t.device == DeviceChoice::cpu) precision_dtype(t.precision, Device::cpu);
 }
 
@@ -147,6 +151,7 @@ void validate_config(const Config& c, int world_size) {
   validate(c.run);
   c.model.validate();
   validate(c.data);
+  validate(c.sft);
   validate(c.optim);
   validate(c.train);
   validate(c.dist);
@@ -159,6 +164,17 @@ void validate_config(const Config& c, int world_size) {
   require_config(c.log.interval > 0, "log.interval", "a positive integer", c.log.interval);
 
   // Across sections.
+  // One kind of data per run: token shards (pre-training) or SFT shards (fine-tuning).
+  if (!c.sft.train.empty() && !c.data.train.empty())
+    fail("data.train ('", c.data.train, "') and sft.train ('", c.sft.train,
+         "') are both set: a run pre-trains on token shards (data.train) or fine-tunes on SFT "
+         "shards (sft.train), not both; clear one of them (e.g. data.train='')");
+  if (c.sft.train.empty() && !c.sft.val.empty())
+    fail("sft.val is set but sft.train is not: SFT validation needs an SFT run; set sft.train "
+         "to the SFT training shards, or clear sft.val");
+  if (!c.sft.train.empty() && !c.data.val.empty())
+    fail("data.val ('", c.data.val, "') is set in an SFT run: its validation is the loss on "
+         "held-out answers of sft.val; move the glob to sft.val or clear data.val");
   if (c.data.seq_len > c.model.max_seq_len)
     fail("data.seq_len (", c.data.seq_len, ") must not exceed model.max_seq_len (",
          c.model.max_seq_len, "); raise model.max_seq_len or shorten data.seq_len");

@@ -1,7 +1,8 @@
 // The training loop. Data parallel: every rank runs its slice of each global batch, the
 // gradients and loss sums are combined (DataParallel), and every rank applies the same
 // update. train() reads as the story of a run: set up, start or resume, then steps, each
-// followed by the logging, validation, checkpoint and stop policy.
+// followed by the logging, validation, checkpoint and stop policy. Pre-training and SFT
+// differ only in their BatchSource (token or SFT shards).
 #include "meap/train/trainer.hpp"
 #include "meap/train/tensorboard_writer.hpp"
 
@@ -24,11 +25,11 @@
 #include "meap/core/log.hpp"
 #include "meap/core/record_file.hpp"
 #include "meap/core/system_memory.hpp"
-#include "meap/data/token_streamer.hpp"
 #include "meap/data/tokenizer.hpp"
 #include "meap/dist/communicator.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/train/adamw.hpp"
+#include "meap/train/batch_source.hpp"
 #include "meap/train/checkpoint.hpp"
 #include "meap/train/data_parallel.hpp"
 #include "meap/train/lr_schedule.hpp"
@@ -47,12 +48,13 @@ void check_vocab(const char* what, const std::string& where, int64_t found, int6
          "; they must agree (set model.vocab_size=", found, " or re-run `meap prepare`)");
 }
 
-// The shards of `key` (first file `shard`) must come from the tokenizer file data.tokenizer
-// names: same bytes (the XXH3 recorded by meap prepare), same vocab, same special ids. A
-// tokenizer that merely agrees on the vocab size would silently train on other tokens.
-void check_shards_match_tokenizer(const char* key, const std::string& shard, const ShardInfo& info,
-                                  const std::string& tokenizer_path, const Tokenizer& tokenizer,
-                                  uint64_t tokenizer_xxh3) {
+// The shards of a source must come from the tokenizer file data.tokenizer names: same bytes
+// (the XXH3 recorded by meap prepare), same vocab, same special ids. A tokenizer that merely
+// agrees on the vocab size would silently train on other tokens.
+void check_shards_match_tokenizer(const ShardIdentity& info, const std::string& tokenizer_path,
+                                  const Tokenizer& tokenizer, uint64_t tokenizer_xxh3) {
+  const char* key = info.key.c_str();
+  const std::string& shard = info.path;
   if (info.tokenizer_checksum == 0)
     fail(key, "'s shard ", shard, " records no tokenizer checksum; re-run meap prepare to make "
          "shards that name their tokenizer");
@@ -62,7 +64,7 @@ void check_shards_match_tokenizer(const char* key, const std::string& shard, con
          "' is ", checksum_string(tokenizer_xxh3),
          ": they are different files (or one is damaged); set data.tokenizer to the tokenizer "
          "meap prepare wrote beside the shards, or re-run meap prepare");
-  if (static_cast<int64_t>(info.vocab_size) != tokenizer.vocab_size())
+  if (info.vocab_size != tokenizer.vocab_size())
     fail(key, "'s shard ", shard, " has a vocabulary of ", info.vocab_size, " but data.tokenizer '",
          tokenizer_path, "' has ", tokenizer.vocab_size());
   const std::tuple<const char*, int32_t, int32_t> ids[] = {
@@ -75,6 +77,34 @@ void check_shards_match_tokenizer(const char* key, const std::string& shard, con
       fail(key, "'s shard ", shard, " has ", name, " id ", in_shard, " but data.tokenizer '",
            tokenizer_path, "' has ", in_tokenizer, ": the shard header is damaged or the "
            "shards were made with another tokenizer");
+}
+
+// checkpoint.init_from's model was trained on the tokens of the tokenizer its checkpoint (or
+// `meap import`) holds: fine-tuning it on shards of another tokenizer would feed it ids
+// that mean other text. Checkpoints without a tokenizer file cannot be checked.
+void check_shards_match_model(const ShardIdentity& info, const std::string& checkpoint) {
+  for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
+    const fs::path file = fs::path(checkpoint) / name;
+    if (!fs::exists(file)) continue;
+    const uint64_t model_xxh3 = file_xxh3(file.string());
+    if (info.tokenizer_checksum != model_xxh3)
+      fail(info.key, "'s shard ", info.path, " was made with the tokenizer ",
+           checksum_string(info.tokenizer_checksum), " but the model of checkpoint.init_from (",
+           checkpoint, ") was trained with the tokenizer ", file.string(), " (",
+           checksum_string(model_xxh3), "): the token ids would mean other text. Prepare the ",
+           info.key, " shards with that tokenizer (`meap prepare --tokenizer ", file.string(),
+           "`) and set data.tokenizer to it");
+    return;
+  }
+}
+
+// The steps of the run: train.max_steps, or the global batches of train.max_epochs epochs.
+int64_t run_steps(const TrainConfig& t, const BatchSource& data) {
+  if (t.max_epochs <= 0) return t.max_steps;
+  int64_t steps = 0;
+  for (int64_t e = 0; e < t.max_epochs; ++e)
+    steps += static_cast<int64_t>(data.batches_in_epoch(static_cast<uint64_t>(e)));
+  return steps;
 }
 
 // What one optimizer step measured.
@@ -100,6 +130,7 @@ class Trainer {
     validate_config(cfg, comm_->world_size());
     check_run_dir();
     open_data();
+    max_steps_ = run_steps(cfg.train, *train_);
     backend_ = make_backend(cfg.train.device);
     // Device collectives wait for the kernels queued on the backend's stream (CPU: none).
     comm_->set_producer_stream(backend_->stream());
@@ -114,22 +145,28 @@ class Trainer {
   TrainResult run() {
     start();
     log_start();
+    // A fine-tuning run's starting point: the validation loss of the weights it starts from.
+    if (result_.start_step == 0 && !cfg_.checkpoint.init_from.empty() && val_) {
+      result_.last_val_loss = validation_loss();
+      say("step {:>6} | val loss {:.4f} (checkpoint.init_from)", 0, result_.last_val_loss);
+      write_metrics({{"step", 0}, {"val_loss", result_.last_val_loss}});
+    }
     const auto start_time = Clock::now();
     last_log_ = start_time;
     result_.final_step = result_.start_step;
-    for (int64_t step = result_.start_step + 1; step <= cfg_.train.max_steps; ++step) {
+    for (int64_t step = result_.start_step + 1; step <= max_steps_; ++step) {
       const StepStats stats = train_step(step);
       tokens_seen_ += cfg_.train.global_batch_size * T_;
       tokens_since_log_ += cfg_.train.global_batch_size * T_;
       result_.final_step = step;
       result_.last_train_loss = stats.loss;
 
-      const bool last = step == cfg_.train.max_steps;
+      const bool last = step == max_steps_;
       const bool stopping = stop_voted();
       if (step % cfg_.log.interval == 0 || step == result_.start_step + 1 || last || stopping)
         log_step(step, stats, start_time);
       check_log_file();
-      if (val_stream_ && (step % cfg_.eval.interval == 0 || last)) {
+      if (val_ && (step % cfg_.eval.interval == 0 || last)) {
         result_.last_val_loss = validation_loss();
         say("step {:>6} | val loss {:.4f}", step, result_.last_val_loss);
         write_metrics({{"step", step}, {"val_loss", result_.last_val_loss}});
@@ -146,9 +183,10 @@ class Trainer {
     }
     if (result_.final_step == result_.start_step && result_.start_step > 0) {
       // Resumed a finished run: report where it stands rather than nothing.
-      say("the run already reached train.max_steps = {}; nothing to train", cfg_.train.max_steps);
+      say("the run already reached its {} steps ({}); nothing to train", max_steps_,
+          cfg_.train.max_epochs > 0 ? "train.max_epochs" : "train.max_steps");
       result_.last_train_loss = read_checkpoint_manifest(result_.checkpoint).train_loss;
-      if (val_stream_) result_.last_val_loss = validation_loss();
+      if (val_) result_.last_val_loss = validation_loss();
     }
     return result_;
   }
@@ -192,10 +230,10 @@ class Trainer {
            " is available; lower them (meap inspect prints the breakdown)");
   }
 
-  // The tokenizer and the shards, checked against the model and each other.
+  // The tokenizer and the shards (token shards, or SFT shards in an SFT run), checked
+  // against the model and each other.
   void open_data() {
     const Config& cfg = cfg_;
-    if (cfg.data.train.empty()) fail("data.train is empty: give the glob of the training shards");
     if (cfg.data.tokenizer.empty()) fail("data.tokenizer is empty: give the tokenizer model");
     // A tokenizer that cannot be loaded is the config's data.tokenizer: say so.
     const Tokenizer tokenizer = [&] {
@@ -207,22 +245,14 @@ class Trainer {
     }();
     check_vocab("data.tokenizer", cfg.data.tokenizer, tokenizer.vocab_size(),
                 cfg.model.vocab_size);
-    train_stream_ = std::make_unique<TokenStreamer>(
-        streamer_config(cfg, true, comm_->rank(), comm_->world_size()));
-    check_vocab("data.train", cfg.data.train, train_stream_->shard_info().vocab_size,
-                cfg.model.vocab_size);
     const uint64_t tokenizer_xxh3 = file_xxh3(cfg.data.tokenizer);
-    check_shards_match_tokenizer("data.train", train_stream_->paths().front(),
-                                 train_stream_->shard_info(), cfg.data.tokenizer, tokenizer,
-                                 tokenizer_xxh3);
-    if (!cfg.data.val.empty()) {
-      val_stream_ = std::make_unique<TokenStreamer>(
-          streamer_config(cfg, false, comm_->rank(), comm_->world_size()));
-      check_vocab("data.val", cfg.data.val, val_stream_->shard_info().vocab_size,
-                  cfg.model.vocab_size);
-      check_shards_match_tokenizer("data.val", val_stream_->paths().front(),
-                                   val_stream_->shard_info(), cfg.data.tokenizer, tokenizer,
-                                   tokenizer_xxh3);
+    train_ = open_batch_source(cfg, true, comm_->rank(), comm_->world_size());
+    val_ = open_batch_source(cfg, false, comm_->rank(), comm_->world_size());
+    for (const BatchSource* source : {train_.get(), val_.get()}) {
+      if (!source) continue;
+      const ShardIdentity& id = source->identity();
+      check_vocab(id.key.c_str(), id.glob, id.vocab_size, cfg.model.vocab_size);
+      check_shards_match_tokenizer(id, cfg.data.tokenizer, tokenizer, tokenizer_xxh3);
     }
   }
 
@@ -250,7 +280,7 @@ class Trainer {
       // Loads the fp32 master and re-syncs the working copy (load_llama_weights).
       load_checkpoint_tensors(*existing, *model_, optimizer_->m(), optimizer_->v(),
                               optimizer_->owned().begin);
-      train_stream_->restore(man.streamer);
+      train_->restore(man.streamer);
       result_.start_step = man.step;
       tokens_seen_ = man.tokens_seen;
       result_.checkpoint = *existing;
@@ -260,6 +290,8 @@ class Trainer {
       if (cfg_.checkpoint.init_from.empty()) {
         model_->init_weights(cfg_.run.seed);
       } else {
+        check_shards_match_model(train_->identity(),
+                                 resolve_checkpoint_dir(cfg_.checkpoint.init_from));
         const std::string from = load_initial_weights(cfg_.checkpoint.init_from, *model_);
         say("initialised from {} (weights only: step, optimizer and data order start anew)",
             from);
@@ -308,10 +340,12 @@ class Trainer {
   }
 
   void log_start() {
-    say("model: {} parameters; {} tokens per step; {} batches per epoch; device {}; "
-        "{} rank(s) ({})",
+    say("model: {} parameters; {} tokens per step; {} ({}): {} batches in epoch 0; {} steps{}; "
+        "device {}; {} rank(s) ({})",
         model_->num_parameters(), cfg_.train.global_batch_size * T_,
-        train_stream_->batches_per_epoch(), backend_->name(), comm_->world_size(), comm_->name());
+        train_->identity().key, train_->identity().glob, train_->batches_in_epoch(0), max_steps_,
+        cfg_.train.max_epochs > 0 ? fmt::format(" ({} epochs)", cfg_.train.max_epochs) : "",
+        backend_->name(), comm_->world_size(), comm_->name());
     say("precision {}{}; recompute {} ({} of activations)", dtype_ == DType::bf16 ? "bf16" : "fp32",
         dtype_ == DType::bf16 ? " (fp32 master weights, f32 gradients and moments)" : "",
         enum_name(cfg_.train.recompute),
@@ -326,9 +360,9 @@ class Trainer {
   // Forward and backward of this rank's micro-batches, the ranks' gradients combined,
   // clipped, and one AdamW update.
   StepStats train_step(int64_t step) {
-    const TokenBatch& batch = train_stream_->next();
+    const BatchView batch = train_->next();
     double batch_weight = 0;  // of the whole global batch: the loss is its weighted mean
-    for (float w : batch.weights) batch_weight += w;
+    for (int64_t i = 0; i < batch.batch_size * T_; ++i) batch_weight += batch.weights[i];
     comm_->all_reduce_sum(&batch_weight, 1, "global batch weight");
 
     model_->zero_grad();
@@ -339,9 +373,10 @@ class Trainer {
       double w = 0;
       for (int64_t i = 0; i < micro_ * T_; ++i) w += batch.weights[off + i];
       // Each rank's gradient is scaled by 1 / (global weight): the sum over ranks is the mean.
-      loss_sum += w * model_->forward(batch.inputs.data() + off, batch.targets.data() + off,
-                                      batch.weights.data() + off, micro_, T_,
-                                      batch_weight > 0 ? 1.0 / batch_weight : 0.0);
+      loss_sum += w * model_->forward(batch.inputs + off, batch.targets + off,
+                                      batch.weights + off, micro_, T_,
+                                      batch_weight > 0 ? 1.0 / batch_weight : 0.0,
+                                      batch.documents(off));
       // Only the last micro-batch starts reductions during its backward (DDP's no_sync).
       model_->backward(k == accumulation - 1 ? parallel_->backward_hook()
                                              : Llama::GradientsReady{});
@@ -366,7 +401,7 @@ class Trainer {
     if (cfg_.optim.grad_clip > 0 && s.grad_norm > cfg_.optim.grad_clip)
       backend_->scale(grads, cfg_.optim.grad_clip / s.grad_norm);
     s.lr = learning_rate(step, cfg_.optim.lr, cfg_.optim.min_lr, cfg_.optim.warmup_steps,
-                         cfg_.train.max_steps);
+                         max_steps_);
     optimizer_->update(grads, cfg_.optim, s.lr, step);
     parallel_->share_weights();
     return s;
@@ -384,7 +419,7 @@ class Trainer {
     const double elapsed = std::chrono::duration<double>(now - start_time).count();
     const double interval = std::chrono::duration<double>(now - last_log_).count();
     const double tok_s = interval > 0 ? tokens_since_log_ / interval : 0.0;
-    const double eta = elapsed / (step - result_.start_step) * (cfg_.train.max_steps - step);
+    const double eta = elapsed / (step - result_.start_step) * (max_steps_ - step);
     // MFU: model FLOPs per second over every rank's dense peak (shown when the device's
     // peak is known: the GPUs in CudaBackend::peak_flops).
     const double peak = backend_->peak_flops(model_->dtype());
@@ -393,7 +428,7 @@ class Trainer {
                                 : 0.0;
     say("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s{} | "
         "elapsed {} | ETA {}",
-        step, cfg_.train.max_steps, s.loss, s.lr, s.grad_norm, tok_s,
+        step, max_steps_, s.loss, s.lr, s.grad_norm, tok_s,
         mfu > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : std::string(),
         human_duration(elapsed), human_duration(eta));
     nlohmann::json record = {{"step", step},           {"loss", s.loss},
@@ -436,18 +471,19 @@ class Trainer {
   // Weighted mean validation loss over up to eval.steps global batches from the start of
   // the validation stream (the same sequences every time and for any number of ranks, so
   // the numbers compare across steps and runs), each rank reading its slice in micro-batches.
+  // In an SFT run: the loss on the held-out answers (and their EOS), NTP layout, no masks.
   double validation_loss() {
-    TokenStreamer& val = *val_stream_;
+    BatchSource& val = *val_;
     val.restore({});
-    const uint64_t batches = std::min<uint64_t>(cfg_.eval.steps, val.batches_per_epoch());
+    const uint64_t batches = std::min<uint64_t>(cfg_.eval.steps, val.batches_in_epoch(0));
     double sums[2] = {0, 0};  // weighted loss, weight
     for (uint64_t i = 0; i < batches; ++i) {
-      const TokenBatch& b = val.next();
+      const BatchView b = val.next();
       for (int64_t off = 0; off < b.batch_size * T_; off += micro_ * T_) {
         double w = 0;
         for (int64_t j = 0; j < micro_ * T_; ++j) w += b.weights[off + j];
-        sums[0] += w * model_->forward(b.inputs.data() + off, b.targets.data() + off,
-                                       b.weights.data() + off, micro_, T_);
+        sums[0] += w * model_->forward(b.inputs + off, b.targets + off, b.weights + off, micro_,
+                                       T_, 0.0, b.documents(off));
         sums[1] += w;
       }
     }
@@ -472,7 +508,7 @@ class Trainer {
     CheckpointManifest man;
     man.step = step;
     man.tokens_seen = tokens_seen_;
-    man.streamer = train_stream_->state();
+    man.streamer = train_->state();
     man.seed = cfg_.run.seed;
     man.train_loss = loss;
     man.config_yaml = config_to_yaml(cfg_);
@@ -510,7 +546,8 @@ class Trainer {
   const int64_t micro_, T_;
   const fs::path run_dir_;
 
-  std::unique_ptr<TokenStreamer> train_stream_, val_stream_;
+  std::unique_ptr<BatchSource> train_, val_;  // val_: null without validation shards
+  int64_t max_steps_ = 0;  // train.max_steps, or the steps of train.max_epochs epochs
   std::unique_ptr<Backend> backend_;
   DType dtype_ = DType::f32;
   std::unique_ptr<Llama> model_;
@@ -530,7 +567,8 @@ class Trainer {
 
 const std::vector<std::string>& resume_safe_config_keys() {
   static const std::vector<std::string> keys = {
-      "run.name",          "train.max_steps",     "train.micro_batch_size", "train.device",
+      "run.name",          "train.max_steps",     "train.max_epochs",
+      "train.micro_batch_size", "train.device",
       "train.precision",   "train.recompute",     "checkpoint.interval",    "checkpoint.keep_last",
       "checkpoint.init_from", "eval.interval",    "eval.steps",             "log.interval",
       "log.tensorboard",

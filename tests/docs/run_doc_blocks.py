@@ -15,8 +15,8 @@ layouts) are not commands and are left alone.
 
 The scratch directory of each Markdown file (WORK_DIR/<file>/) looks like a checkout whose
 `meap` is built: build/meap (the binary under test), scripts/ (the source's), configs/ (the
-source's, with short settings: tiny.yaml trains 4 steps and validates and checkpoints every
-2), data/tiny (prepared once from Debian's license texts with the tiny config's 4096-piece
+source's, with short settings: tiny.yaml (and sft-tiny.yaml) train 4 steps and validate and
+checkpoint every 2), data/tiny (prepared once from Debian's license texts with the tiny config's 4096-piece
 vocab, as `scripts/train.sh` prepares the Bible), runs/tiny-meap (4 steps of tiny.yaml) and
 tests/ (the PyTorch reference of scripts/compare_with_torch.sh).
 Blocks of one file run in order in the same directory, so a later block sees what an
@@ -33,8 +33,9 @@ import time
 
 SHELLS = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^(\s*)```(.*)$")
-SHORT = {  # key: value lines of configs/tiny.yaml replaced in the scratch copy
+SHORT = {  # key: value lines of configs/*.yaml replaced in the scratch copy
     "max_steps": "4", "interval": "2", "steps": "1", "warmup_steps": "2",
+    "max_epochs": "0",  # sft-tiny.yaml: 4 steps, not 2 epochs
 }
 
 

@@ -62,11 +62,18 @@ struct MicroCorpus {
   int32_t vocab_size = 0;
 };
 
-// Few distinct characters, so a 300-piece tokenizer trains quickly and covers the text.
-inline std::string synthetic_text(uint32_t seed, size_t bytes) {
+// The 24 words of the micro corpus (and of the SFT fixture's samples).
+inline const char* const* micro_words() {
   static const char* words[] = {"the", "light", "of", "day", "and", "night", "water", "earth",
                                 "heaven", "said", "god", "unto", "them", "was", "good", "sea",
                                 "moon", "stars", "dry", "land", "herb", "seed", "tree", "fruit"};
+  return words;
+}
+constexpr int kMicroWords = 24;
+
+// Few distinct characters, so a 300-piece tokenizer trains quickly and covers the text.
+inline std::string synthetic_text(uint32_t seed, size_t bytes) {
+  const char* const* words = micro_words();
   uint32_t state = seed;
   const auto draw = [&state] {
     state = state * 1664525u + 1013904223u;

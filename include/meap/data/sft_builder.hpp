@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meap/core/rng.hpp"
@@ -28,6 +30,9 @@ SftMaskScope parse_sft_mask_scope(const std::string& text,
                                   const std::string& key = "sft.mask_scope");
 const char* sft_layout_name(SftLayout layout);
 const char* sft_mask_scope_name(SftMaskScope scope);
+// The names of enum_names.hpp, so that sft.layout and sft.mask_scope are config choices.
+std::span<const std::string_view> enum_names(SftLayout);
+std::span<const std::string_view> enum_names(SftMaskScope);
 
 struct SftOptions {
   double mask_ratio = 0.1;          // P in [0, 1); 0 = NTP-SFT for every sample

@@ -91,7 +91,8 @@ void verify_checkpoint_file(const std::string& checkpoint_dir, const CheckpointM
                             const std::string& name);
 // checkpoint.init_from: loads the weights of the checkpoint, run directory (its latest) or
 // `meap import` output at `path` into model (the fp32 master; the working copy re-synced),
-// refusing one whose model section differs from model.config() in anything but init_std.
+// refusing one whose model section differs from model.config() in anything but init_std and
+// max_seq_len (neither shapes a weight).
 // Returns the checkpoint directory used.
 std::string load_initial_weights(const std::string& path, Llama& model);
 // A checkpoint directory as given (it holds manifest.json), or the latest complete

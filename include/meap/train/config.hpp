@@ -1,6 +1,7 @@
 // Config: the YAML run config of `meap train` (configs/*.yaml). The train layer owns the
 // run, optim, train, checkpoint, eval and log sections and composes them with the model's,
-// the data's and dist's own sections (each with its keys and checks, in its layer).
+// the data's (data, sft) and dist's own sections (each with its keys and checks, in its
+// layer).
 // load_config reads a file, applies dotted overrides (optim.lr=1e-3) and validates every
 // key; config_to_yaml prints the effective config saved with a run.
 #pragma once
@@ -12,6 +13,7 @@
 #include "meap/backend/device_choice.hpp"
 #include "meap/core/tensor.hpp"
 #include "meap/data/data_config.hpp"
+#include "meap/data/sft_config.hpp"
 #include "meap/dist/dist_config.hpp"
 #include "meap/model/llama.hpp"
 #include "meap/model/model_config.hpp"
@@ -46,6 +48,9 @@ struct TrainConfig {
   int64_t global_batch_size = 32;  // sequences per optimizer step, over all ranks
   int64_t micro_batch_size = 8;    // sequences per forward/backward on one rank
   int64_t max_steps = 300;
+  // > 0: the run is this many epochs of the training data (their global batches, counted
+  // when the data is opened) instead of max_steps; the schedule decays over them.
+  int64_t max_epochs = 0;
   DeviceChoice device = DeviceChoice::auto_;
   Precision precision = Precision::auto_;
   // Per-layer activations recomputed in the backward instead of kept (Recompute in
@@ -80,6 +85,7 @@ struct Config {
   RunConfig run;
   ModelConfig model;
   DataConfig data;
+  SftConfig sft;
   OptimConfig optim;
   TrainConfig train;
   CheckpointConfig checkpoint;
@@ -87,6 +93,10 @@ struct Config {
   LogConfig log;
   DistConfig dist;
 };
+
+// An SFT run (sft.train set) fine-tunes on SFT shards; otherwise the run pre-trains on
+// data.train's token shards.
+inline bool is_sft_run(const Config& config) { return !config.sft.train.empty(); }
 
 // Every key of the run config, in the order the effective config is printed.
 const ConfigSchema& config_schema();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "meap/train/config.hpp"
+#include "meap/data/sft_streamer.hpp"
 #include "meap/data/token_streamer.hpp"
 
 namespace meap {
@@ -41,5 +42,9 @@ TrainResult train(const Config& config, const TrainerOptions& options);
 // (shuffled, MEAP-masked, prefetched) when `train`, else the validation data (in order,
 // unmasked). Shared with `meap batches`, so the batches it writes are the run's own.
 StreamerConfig streamer_config(const Config& config, bool train, int rank, int world_size);
+// The same for an SFT run: sft.train (shuffled, MEAP-SFT masks of sft.*, prefetched) or
+// sft.val (in order, mask_ratio 0: held-out answers in the NTP layout).
+SftStreamerConfig sft_streamer_config(const Config& config, bool train, int rank,
+                                      int world_size);
 
 }  // namespace meap
