@@ -23,13 +23,6 @@ meap::Config sft_config(const fs::path& out, std::vector<std::string> extra = {}
   return meap::parse_config(micro_config_yaml(out), o, "sft config");
 }
 
-meap::TrainerOptions quiet(bool resume = false) {
-  meap::TrainerOptions o;
-  o.quiet = true;
-  o.resume = resume;
-  return o;
-}
-
 std::map<int64_t, double> val_losses(const fs::path& run) {
   std::map<int64_t, double> v;
   for (const auto& j : read_metrics(run))

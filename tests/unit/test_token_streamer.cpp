@@ -289,6 +289,7 @@ TEST_CASE("streamer: authors_code masks every row of a step alike, on any rank a
     }
     CHECK(rows.size() > 1);
   }
+}
 
 TEST_CASE("streamer: document_segments ends a document at its EOS, positions from 0",
           "[streamer]") {
