@@ -218,6 +218,9 @@ if "$meap" init "$config" "${common[@]}" sft.mask_ratio=0 --out "$probe.ckpt" > 
   sft_tokens=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens']['train'])" "$sft/sft-prepare.json")
   epoch_steps=$(( (sft_tokens + gb * ctx - 1) / (gb * ctx) ))
   sft_outputs=()
+  # --quick's SFT set is small: its held-out part packs into a row or two, so one row a step.
+  sft_extra=()
+  [ $quick = 1 ] && sft_extra=("train.global_batch_size=1" "train.micro_batch_size=1")
   for s in $(seq 1 "$seeds"); do
     base=$out/runs/ntp-seed$s
     for v in "ntp-sft-1ep 0 1" "meap-sft-1ep 0.1 1" "ntp-sft-2ep 0 2"; do
@@ -226,10 +229,10 @@ if "$meap" init "$config" "${common[@]}" sft.mask_ratio=0 --out "$probe.ckpt" > 
       if [ ! -f "$dir/done" ]; then
         n=$(( epoch_steps * epochs ))
         run "train-$name-seed$s.log" "$meap" train "$config" "${common[@]}" \
-          "data.train=$sft/sft-train-*.bin" "data.val=$sft/sft-val-*.bin" \
-          "checkpoint.init_from=$base" "sft.mask_ratio=$ratio" "train.max_steps=$n" \
+          "data.train=" "data.val=" "sft.train=$sft/sft-train-*.bin" "sft.val=$sft/sft-val-*.bin" \
+          "checkpoint.init_from=$base" "sft.mask_ratio=$ratio" "train.max_epochs=$epochs" \
           "checkpoint.interval=$n" "eval.interval=$n" "run.name=$name-seed$s" \
-          "run.out_dir=$dir" "run.seed=$s"
+          "run.out_dir=$dir" "run.seed=$s" "${sft_extra[@]}"
         touch "$dir/done"
       fi
       e=$out/eval/$name-seed$s

@@ -94,8 +94,9 @@ void validate(const TrainConfig& t) {
   require_config(t.micro_batch_size > 0, "train.micro_batch_size", "a positive integer",
                  t.micro_batch_size);
   require_config(t.max_steps > 0, "train.max_steps", "a positive integer", t.max_steps);
-  require_config(t.max_epochs >= 0, "train.max_epochs", ">= 0 (0 = train.max_steps decides)",
-                 t.max_epochs);
+  // Bounded: the run's step count is summed over the epochs when the data is opened.
+  require_config(t.max_epochs >= 0 && t.max_epochs <= 10000, "train.max_epochs",
+                 "in [0, 10000] (0 = train.max_steps decides)", t.max_epochs);
   if (t.device == DeviceChoice::cpu) precision_dtype(t.precision, Device::cpu);
 }
 

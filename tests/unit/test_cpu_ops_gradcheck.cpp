@@ -123,7 +123,7 @@ TEST_CASE("attention backward matches finite differences (GQA)", "[ops][gradchec
 // Packed rows (SFT packing): each document's attention outputs equal those of the document
 // run alone, and the gradient (which then never crosses a document) matches finite
 // differences.
-TEST_CASE("attention with segments: documents never see each other; backward matches FD",
+TEST_CASE("attention with segments: documents never see each other, backward matches FD",
           "[ops][gradcheck]") {
   auto be = cpu();
   const int Hq = 4, Hkv = 2;
@@ -159,7 +159,7 @@ TEST_CASE("attention with segments: documents never see each other; backward mat
               finite_difference(qkv.data(), qkv.size(), loss));
 }
 
-TEST_CASE("rope with positions: rotates by each token's position; backward matches FD",
+TEST_CASE("rope with positions: rotates by each token's position, backward matches FD",
           "[ops][gradcheck]") {
   auto be = cpu();
   const int64_t B = 2, T = 5, H = 3, D = 6, rot = 2, P = 8;

@@ -413,7 +413,7 @@ TEST_CASE("invalid masker configs and calls are refused", "[masker]") {
 // data.meap.sampling: authors_code (the released code's random.seed(50 + step % 51);
 // random.sample(range(0, T - 1), max(1, int(P * T)))). Python's own draws are compared in
 // tests/scripts/check_authors_masks.py; here, the properties that make it safe to train with.
-TEST_CASE("authors_code: max(1, int(P*T)) positions of [0, T-1), a pure function of the step",
+TEST_CASE("authors_code: max(1, int(P*T)) positions in 0 .. T-2, a pure function of the step",
           "[masker]") {
   MaskerConfig c = make_config(0.15, 1234);
   c.sampling = meap::MaskSampling::authors_code;

@@ -95,6 +95,7 @@ TEST_CASE("sft config: refusals name the key", "[config][sft]") {
   CHECK_NOTHROW(parse_config(kModel, {"sft.mask_ratio=0.99"}));
   CHECK_THAT(error_of(kModel, {"sft.min_answer_tokens=-1"}), Contains("sft.min_answer_tokens"));
   CHECK_THAT(error_of(kModel, {"train.max_epochs=-1"}), Contains("train.max_epochs"));
+  CHECK_THAT(error_of(kModel, {"train.max_epochs=2147483648"}), Contains("train.max_epochs"));
   // Strict types and did-you-mean, as in every section.
   CHECK_THAT(error_of(kModel, {"sft.min_answer_tokens='5'"}), Contains("sft.min_answer_tokens"));
   CHECK_THAT(error_of(kModel, {"sft.mask_ratoi=0.1"}), Contains("sft.mask_ratio"));
