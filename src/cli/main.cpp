@@ -1,6 +1,7 @@
 // meap: the command-line entry point. Dispatches to one command per file in src/cli; `meap
 // --help` and `meap --version` come from CLI11 like every command's own --help.
 #include <cstdio>
+#include <string>
 #include <exception>
 #include <string_view>
 
@@ -69,14 +70,17 @@ int main(int argc, char** argv) {
     if (args.empty() || std::string_view(args[0]) != c.name) continue;
     const meap::RankInfo rank = meap::discover_rank();
     meap::setup_logging(rank.rank, rank.launcher != "none");
+    // Under a launcher, another rank's error says which rank it is (rank 0 speaks for the job).
+    const std::string who =
+        rank.rank == 0 ? std::string() : "rank " + std::to_string(rank.rank) + ": ";
     try {
       return c.run(meap::cli::Args(args.begin() + 1, args.end()));
     } catch (const meap::Error& e) {
-      std::fprintf(stderr, "meap %s: error: %s\n", c.name, e.what());
+      std::fprintf(stderr, "meap %s: %serror: %s\n", c.name, who.c_str(), e.what());
       meap::log_error_to_file(e.what());
       return 1;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "meap %s: internal error: %s\n", c.name, e.what());
+      std::fprintf(stderr, "meap %s: %sinternal error: %s\n", c.name, who.c_str(), e.what());
       meap::log_error_to_file(std::string("internal error: ") + e.what());
       return 3;
     }

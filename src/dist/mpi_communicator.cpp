@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "local_communicator.hpp"
@@ -47,6 +48,11 @@ class MpiCommunicator final : public Communicator {
   }
 
   ~MpiCommunicator() override {
+    // Destroyed by an error that may be this rank's alone (its disk, its log file): the
+    // other ranks wait in a collective, and MPI_Finalize would wait for them, so the job
+    // would hang until their watchdogs fire (dist.timeout_s). Leaving without finalizing
+    // instead makes mpirun end the whole job as soon as this process exits non-zero.
+    if (owns_mpi_ && std::uncaught_exceptions() > 0 && size_ > 1) return;
     if (owns_mpi_) MPI_Finalize();
   }
 

@@ -92,6 +92,32 @@ class FileBind {
   bool mounted_ = false;
 };
 
+// Turns a directory read-only for the object's lifetime, while files already open for
+// writing stay writable: a read-only bind mount of the directory over itself. What a disk
+// remounted read-only after an error looks like to the next file a run creates (a plain
+// remount is refused, EBUSY, while a file is open for writing).
+class ReadOnlyBind {
+ public:
+  explicit ReadOnlyBind(const fs::path& dir) : dir_(dir) {
+    if (::mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND, nullptr) != 0) return;
+    bound_ = true;
+    read_only_ = ::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY,
+                         nullptr) == 0;
+  }
+  ~ReadOnlyBind() { release(); }
+  ReadOnlyBind(const ReadOnlyBind&) = delete;
+  ReadOnlyBind& operator=(const ReadOnlyBind&) = delete;
+  bool read_only() const { return read_only_; }
+  void release() {
+    if (bound_) ::umount2(dir_.c_str(), MNT_DETACH);
+    bound_ = read_only_ = false;
+  }
+
+ private:
+  fs::path dir_;
+  bool bound_ = false, read_only_ = false;
+};
+
 // Every line of `path` parses as JSON and the file ends in '\n' (or is empty): no record
 // was cut in half.
 inline bool whole_json_lines(const fs::path& path, std::string* why) {

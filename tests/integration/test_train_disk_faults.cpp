@@ -80,6 +80,50 @@ TEST_CASE("train: a full disk mid-run stops it naming the file, whole records, t
   CHECK(latest_step(run) == target);
 }
 
+TEST_CASE("train: a run directory turned read-only mid-run stops it at the next checkpoint "
+          "naming it (EROFS), the last checkpoint kept, --resume continues once writable",
+          "[fault][io][trainer]") {
+  micro_corpus();
+  ScratchDir d("read-only-mid-run");
+  const fs::path run = d.path / "run";
+  const fs::path config = d.path / "config.yaml";
+  write_text(config, micro_config_yaml(run));
+  fs::create_directories(run);
+
+  Child trainer({"train", config.string(), "checkpoint.interval=5"}, d.path / "train.log");
+  REQUIRE(trainer.started());
+  REQUIRE(wait_for_checkpoint(run, 5, trainer, 120));
+  ReadOnlyBind read_only(run);
+  if (!read_only.read_only()) {
+    trainer.wait(120);
+    WARN("SKIPPED: cannot bind-mount " << run.string() << " read-only; the test needs root");
+    return;
+  }
+  REQUIRE(trainer.wait(120));
+  const std::string out = trainer.log();
+  INFO(out);
+  CHECK(describe_status(trainer.status()) == "exit code 1");
+  CHECK(out.find("Read-only file system") != std::string::npos);
+  CHECK(out.find(run.string()) != std::string::npos);  // the message names the file
+  CHECK(out.find("internal error") == std::string::npos);
+  read_only.release();
+
+  std::string why;
+  CHECK(whole_json_lines(run / "metrics.jsonl", &why));
+  INFO(why);
+  CHECK(checkpoint_entries(run, ".tmp-").empty());
+  const int64_t kept = latest_step(run);
+  CHECK(kept >= 5);
+  const int64_t target = metric_steps(run).back() + 3;
+  const int resumed = run_meap({"train", config.string(), "--resume", "checkpoint.interval=5",
+                                "train.max_steps=" + std::to_string(target)},
+                               d.path / "resume.log", 120);
+  INFO(slurp(d.path / "resume.log"));
+  REQUIRE(describe_status(resumed) == "exit code 0");
+  CHECK(metric_steps(run).back() == target);
+  CHECK(latest_step(run) == target);
+}
+
 TEST_CASE("train: metrics.jsonl on a full disk fails at the write that does not fit, naming "
           "it, with no half line",
           "[fault][io][trainer]") {

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "integration/io_fault_fixture.hpp"
 #include "integration/sft_fixture.hpp"
 #include "integration/train_fixture.hpp"
 #include "meap/train/checkpoint.hpp"
@@ -265,6 +266,39 @@ TEST_CASE("mpi: a stopped rank ends the whole job within dist.timeout_s", "[mpi]
   std::printf("mpi: job ended %.2f s after a rank was stopped (dist.timeout_s=%d)\n", seconds,
               kTimeoutS);
   REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
+}
+
+// An error on one rank alone (its own log file on a full disk here; a node's local disk in
+// life) must end the job at once, not when the other rank's watchdog fires: the failing rank
+// leaves without MPI_Finalize, which would wait for the rank stuck in a collective.
+TEST_CASE("mpi: an error on one rank alone ends the whole job at once, naming the rank and file",
+          "[mpi][fault]") {
+  ScratchDir d("mpi-one-rank-error");
+  const fs::path config = write_micro_config(d.path);
+  Tmpfs disk(d.path / "full", 16);
+  MEAP_REQUIRE_TMPFS(disk);
+  disk.fill();
+  const fs::path run = d.path / "run";
+  fs::create_directories(run / "logs");
+  fs::create_symlink(disk.dir() / "rank-1.log", run / "logs" / "rank-1.log");
+  allow_root_mpirun();
+  constexpr int kTimeoutS = 120;  // far longer than the job may take
+  const auto started = SteadyClock::now();
+  Child job("mpirun",
+            mpirun_args(2, {"train", config.string(), meap::str_cat("dist.timeout_s=", kTimeoutS),
+                            "run.out_dir=" + run.string()}),
+            d.path / "job.log");
+  REQUIRE(job.started());
+  const bool ended = job.wait(kTimeoutS + 30);
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  INFO(job.log());
+  REQUIRE(ended);
+  CHECK(!job.exited_ok());
+  CHECK(seconds < 30);
+  CHECK(std::regex_search(job.log(),
+                          std::regex("meap train: rank 1: error: .*rank-1\\.log: No space left on device")));
+  std::printf("mpi: job ended %.2f s after start when rank 1 alone failed (dist.timeout_s=%d)\n",
+              seconds, kTimeoutS);
 }
 
 namespace {
