@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that no evaluation item of `meap eval` leaked into a training corpus.
 
-Usage: scripts/check_leakage.py TRAIN_TEXT_DIR ITEMS_DIR [ITEMS_DIR ...] [--json OUT]
+Usage: scripts/check_leakage.py TRAIN_TEXT_DIR ITEMS_DIR [ITEMS_DIR ...] [--generated FILE]
+           [--json OUT]
 
 TRAIN_TEXT_DIR is the train/ directory of scripts/make_retrieval_data.py (the base text and
 retrieval.txt, exactly what `meap prepare` encodes); each ITEMS_DIR holds the
@@ -12,7 +13,8 @@ when:
 
   - a needle or an MDQA fact sentence appears anywhere in the training text;
   - a NIAH key, NIAH value, MDQA name or MDQA city appears as a whole word in the
-    generated retrieval documents (retrieval.txt).
+    generated retrieval documents (retrieval.txt) or in a --generated FILE (another
+    generated training text, e.g. the study's SFT items; checked like retrieval.txt).
 
 Eval keys that are ordinary English words ("raven", "amber") may occur in the base text
 (the Bible says "raven"): those occurrences are counted and reported, not failed, since the
@@ -65,6 +67,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("train_dir")
     ap.add_argument("items_dirs", nargs="+")
+    ap.add_argument("--generated", action="append", default=[],
+                    help="another generated training text, checked like retrieval.txt")
     ap.add_argument("--json", help="write the summary here as JSON")
     args = ap.parse_args(argv)
 
@@ -75,8 +79,10 @@ def main(argv=None):
     if "retrieval.txt" not in files:
         sys.exit(f"check_leakage: {args.train_dir} holds no retrieval.txt")
     problems, base_hits = [], {}
-    for name in files:
-        with open(os.path.join(args.train_dir, name), encoding="utf-8") as f:
+    generated = {"retrieval.txt"} | set(args.generated)
+    for name in files + args.generated:
+        path = name if name in args.generated else os.path.join(args.train_dir, name)
+        with open(path, encoding="utf-8") as f:
             text = f.read()
         for sentence in sorted(needles | facts):
             if sentence in text:
@@ -85,14 +91,14 @@ def main(argv=None):
         for label, group in (("NIAH key", keys), ("NIAH value", values), ("MDQA name", names),
                              ("MDQA city", cities)):
             hit = sorted(w for w in group if w.lower() in words)
-            if name == "retrieval.txt":
-                problems += [f"retrieval.txt: holds the {label} '{w}'" for w in hit]
+            if name in generated:
+                problems += [f"{name}: holds the {label} '{w}'" for w in hit]
             elif hit:
                 base_hits[f"{name}: {label}s"] = hit
     summary = {
         "items": n_items, "needles": len(needles), "niah_keys": len(keys),
         "niah_values": len(values), "mdqa_facts": len(facts), "mdqa_names": len(names),
-        "mdqa_cities": len(cities), "train_files": files, "problems": problems,
+        "mdqa_cities": len(cities), "train_files": files + args.generated, "problems": problems,
         "base_text_words": base_hits,
     }
     if args.json:
@@ -104,7 +110,7 @@ def main(argv=None):
     for k, v in base_hits.items():
         print(f"note: {k} in the base text (natural language, not generated): {', '.join(v)}")
     print(f"check_leakage: {n_items} items ({len(needles)} needles, {len(keys)} keys, "
-          f"{len(values)} values, {len(facts)} MDQA facts) against {', '.join(files)}: "
+          f"{len(values)} values, {len(facts)} MDQA facts) against {', '.join(files + args.generated)}: "
           + ("LEAKS FOUND" if problems else "no leak"))
     return 1 if problems else 0
 

@@ -25,6 +25,13 @@ KEYs, NAMEs, PLACEs and THINGs are pseudo-words built from syllables (e.g. "tavr
 VALUEs have 3, 4, 6 or 7 digits, never the 5 digits of NIAH's values (--niah-digits 5, the
 default); the phrase "special magic number" of the NIAH needles is never used.
 
+--sft N also writes OUT/sft/train.jsonl (--sft-only: that file alone): N fine-tuning items in the layout of `meap eval`'s
+synthetic MDQA ("Document [i] NAME was born in PLACE." for 2-3 documents, then "Question:
+Where was NAME born?"; the response "Answer: PLACE"), the gold document at a uniform
+position, with shorter pseudo-words (1-2 syllables) and their own seed (--sft-seed): the
+study's SFT half (docs/study.md). The items are short (2-3 documents, about 40-60 tokens)
+so that MEAP-SFT's duplicated sample fits the tiny model's 128-token context.
+
 --mix-ratio R: the retrieval documents make up R of the training text's bytes (R / (1 - R)
 times the base's training bytes). --seed S draws the retrieval documents; the held-out
 split is a fixed hash of each base document's text (the same for every seed).
@@ -87,18 +94,18 @@ def eval_vocabulary(root=ROOT):
 EXCLUDED = set()  # filled by main() from eval_vocabulary()
 
 
-def pseudo_word(rng, capital=False):
+def pseudo_word(rng, capital=False, syllables=(2, 2, 3)):
     while True:
-        word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.choice([2, 2, 3])))
+        word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.choice(syllables)))
         word += rng.choice(CODAS)
         if word not in EXCLUDED:
             return word.capitalize() if capital else word
 
 
-def distinct_words(rng, n, capital=False):
+def distinct_words(rng, n, capital=False, syllables=(2, 2, 3)):
     words = []
     while len(words) < n:
-        w = pseudo_word(rng, capital)
+        w = pseudo_word(rng, capital, syllables)
         if w not in words:
             words.append(w)
     return words
@@ -134,6 +141,31 @@ def passage_document(rng):
     return "\n".join(lines)
 
 
+def sft_mdqa_item(rng):
+    """One fine-tuning item in the layout of meap eval's synthetic MDQA (src/eval/mdqa.cpp)."""
+    k = rng.randint(2, 3)
+    # Words of 1-2 syllables: a document line is about 10 tokens, so an item fits 63.
+    names = distinct_words(rng, k, capital=True, syllables=(1, 2))
+    places = distinct_words(rng, k, capital=True, syllables=(1, 2))
+    order = list(range(k))
+    rng.shuffle(order)  # order[j]: the fact of document j + 1; fact 0 is the gold one
+    docs = [f"Document [{j + 1}] {names[f]} was born in {places[f]}." for j, f in enumerate(order)]
+    prompt = "\n".join(docs) + f"\nQuestion: Where was {names[0]} born?"
+    return {"prompt": prompt, "response": f"Answer: {places[0]}",
+            "meta": {"documents": k, "gold_position": order.index(0) + 1}}
+
+
+def write_sft_items(out, n, seed):
+    """OUT/sft/train.jsonl: n items of sft_mdqa_item drawn with their own seed."""
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(out, "sft"), exist_ok=True)
+    path = os.path.join(out, "sft", "train.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            f.write(json.dumps(sft_mdqa_item(rng)) + "\n")
+    return path
+
+
 def read_documents(path):
     """Blank-line separated documents of a text file, as meap prepare splits them."""
     with open(path, encoding="utf-8") as f:
@@ -157,7 +189,7 @@ def held_out(doc, fraction):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", required=True, help="a directory of .txt files, or one .txt file")
+    ap.add_argument("--base", help="a directory of .txt files, or one .txt file")
     ap.add_argument("--out", required=True, help="output directory (train/, heldout/, retrieval.json)")
     ap.add_argument("--mix-ratio", type=float, default=0.2,
                     help="share of the training bytes that are retrieval documents (default 0.2)")
@@ -166,8 +198,23 @@ def main(argv=None):
                     help="share of the base documents held out for evaluation (default 0.02)")
     ap.add_argument("--max-base-bytes", type=int, default=0,
                     help="use at most this many bytes of base documents (0 = all; --quick runs)")
+    ap.add_argument("--sft", type=int, default=0,
+                    help="also write N MDQA-style fine-tuning items to OUT/sft/train.jsonl")
+    ap.add_argument("--sft-seed", type=int, default=2, help="seed of the --sft items (default 2)")
+    ap.add_argument("--sft-only", action="store_true",
+                    help="write OUT/sft/train.jsonl alone (no --base, no corpus)")
     args = ap.parse_args(argv)
     EXCLUDED.update(eval_vocabulary())
+    if args.sft < 0:
+        sys.exit(f"make_retrieval_data: --sft must be >= 0, got {args.sft}")
+    if args.sft_only:
+        if args.sft < 1:
+            sys.exit("make_retrieval_data: --sft-only needs --sft N (N >= 1)")
+        path = write_sft_items(args.out, args.sft, args.sft_seed)
+        print(f"make_retrieval_data: {args.sft} MDQA-style SFT items (seed {args.sft_seed}) -> {path}")
+        return
+    if not args.base:
+        sys.exit("make_retrieval_data: --base is required (unless --sft-only)")
     if not 0 <= args.mix_ratio < 1:
         sys.exit(f"make_retrieval_data: --mix-ratio must be in [0, 1), got {args.mix_ratio}")
     if not 0 <= args.heldout_fraction < 1:
@@ -217,6 +264,9 @@ def main(argv=None):
     with open(os.path.join(train_dir, "retrieval.txt"), "w", encoding="utf-8") as f:
         f.write("\n\n".join(docs) + "\n")
 
+    if args.sft:
+        write_sft_items(args.out, args.sft, args.sft_seed)
+
     manifest = {
         "generator": "scripts/make_retrieval_data.py", "seed": args.seed,
         "mix_ratio": args.mix_ratio, "heldout_fraction": args.heldout_fraction,
@@ -225,6 +275,7 @@ def main(argv=None):
         "retrieval_documents": kinds, "retrieval_bytes": size,
         "mix_ratio_actual": size / (size + base_bytes) if size + base_bytes else 0.0,
         "value_digits": VALUE_DIGITS, "excluded_eval_words": len(EXCLUDED),
+        "sft_items": args.sft, "sft_seed": args.sft_seed if args.sft else None,
     }
     with open(os.path.join(args.out, "retrieval.json"), "w") as f:
         json.dump(manifest, f, indent=1)

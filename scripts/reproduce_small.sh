@@ -5,7 +5,7 @@
 # schedule, evaluates both with `meap eval` (ppl / bits per byte on held-out text, NIAH grid,
 # MDQA by gold position, attention analysis), repeats over N seeds, optionally the mask-ratio
 # ablation and the mask-sampling comparison, checks that no eval item leaked into training,
-# runs the SFT half when `meap train` accepts SFT configs (else reports it skipped), and
+# runs the SFT half (NTP-SFT vs MEAP-SFT from the NTP checkpoint, MDQA by gold position), and
 # writes OUT/results.md (mean ± std over seeds, verdicts), OUT/results.json, the exact
 # commands (OUT/commands.sh), wall times (OUT/timings.tsv) and the commit.
 #
@@ -130,8 +130,13 @@ if [ ! -f "$data/mix/prepare.json" ]; then
   run prepare.log "$meap" prepare --out "$data/mix" --vocab-size "$vocab" \
     --val-fraction "$val_fraction" --force "$data/text/train"
 fi
+# The SFT half's fine-tuning items (MDQA layout, pseudo-words, their own seed): made here so
+# that stage leakage checks them too.
+sft_items=$data/sft-text/sft/train.jsonl
+[ -f "$sft_items" ] || run sft-items.log "$python" scripts/make_retrieval_data.py --sft-only \
+  --sft $(( quick ? 400 : 8000 )) --sft-seed 2 --out "$data/sft-text"
 heldout=$data/text/heldout/plain.txt
-stage_end done "$data/mix/prepare.json" "$data/text/retrieval.json" "$heldout"
+stage_end done "$data/mix/prepare.json" "$data/text/retrieval.json" "$heldout" "$sft_items"
 
 # --- stage train: the runs --------------------------------------------------------------
 # name ratio sampling: the variants; the twins first.
@@ -188,66 +193,69 @@ for dir in "${run_dirs[@]}"; do
 done
 stage_end done "${evals[@]}"
 
+# --- stage sft: NTP-SFT vs MEAP-SFT from one checkpoint (the [sft] half) -------------------
+# From the seed's NTP checkpoint: NTP-SFT (sft.mask_ratio 0) for 1 and 2 epochs, MEAP-SFT
+# (0.1) for 1 epoch, on the MDQA-style items of stage corpus; then meap eval's MDQA. The
+# items' answers are a few tokens ("Answer: PLACE"), so 10% of the answer rounds to no mask:
+# MEAP-SFT masks 10% of the copy's tokens (sft.mask_scope=all) and every answer counts
+# (sft.min_answer_tokens=0). Items that do not fit half a row (the duplicated sample must fit
+# data.seq_len) are dropped (--overlong drop), not truncated: a cut prompt may lose the gold
+# document.
+stage_start sft
+sft=$data/sft
+if [ ! -f "$sft/sft-prepare.json" ]; then
+  run sft-prepare.log "$meap" prepare --sft --out "$sft" --tokenizer "$data/mix/tokenizer.model" \
+    --seq-len $(( (ctx + 1) / 2 - 1 )) --overlong drop "$sft_items"
+fi
+# One epoch in steps (approximate: the trainer ends each run at train.max_epochs): the SFT
+# train tokens over the tokens of a step; it sets the checkpoint and eval intervals.
+gb=$(sed -n 's/^  global_batch_size: *\([0-9]*\).*/\1/p' "$config")
+[ $quick = 1 ] && gb=8
+sft_tokens=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens']['train'])" "$sft/sft-prepare.json")
+epoch_steps=$(( (sft_tokens + gb * ctx - 1) / (gb * ctx) ))
+sft_outputs=() sft_dirs=()
+# --quick's SFT set is small: its held-out part packs into a row or two, so one row a step.
+sft_extra=("sft.min_answer_tokens=0" "sft.mask_scope=all")
+[ $quick = 1 ] && sft_extra+=("train.global_batch_size=1" "train.micro_batch_size=1")
+sft_eval_opts=("${eval_opts[@]}")
+[ $quick = 1 ] || sft_eval_opts+=(--mdqa-samples 40)  # 200 items: finer accuracies than stage eval's 40
+for s in $(seq 1 "$seeds"); do
+  base=$out/runs/ntp-seed$s
+  for v in "ntp-sft-1ep 0 1" "meap-sft-1ep 0.1 1" "ntp-sft-2ep 0 2"; do
+    read -r name ratio epochs <<< "$v"
+    dir=$out/runs/$name-seed$s
+    sft_dirs+=("$dir")
+    if [ ! -f "$dir/done" ]; then
+      n=$(( epoch_steps * epochs ))
+      t0=$(date +%s.%N)
+      run "train-$name-seed$s.log" "$meap" train "$config" "${common[@]}" \
+        "data.train=" "data.val=" "sft.train=$sft/sft-train-*.bin" "sft.val=$sft/sft-val-*.bin" \
+        "checkpoint.init_from=$base" "sft.mask_ratio=$ratio" "train.max_epochs=$epochs" \
+        "checkpoint.interval=$n" "eval.interval=$n" "run.name=$name-seed$s" \
+        "run.out_dir=$dir" "run.seed=$s" "${sft_extra[@]}"
+      printf '%s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" > "$dir/done"
+    fi
+    e=$out/eval/$name-seed$s
+    mkdir -p "$e"
+    if [ ! -f "$e/eval.json" ]; then
+      t0=$(date +%s.%N)
+      run "eval-$name-seed$s.log" "$meap" eval "$dir" --tasks mdqa --seed $((1000 + s)) \
+        --items-dir "$e/items" --no-progress "${sft_eval_opts[@]}" --out "$e/eval.json.tmp"
+      mv "$e/eval.json.tmp" "$e/eval.json"
+      printf '%s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" > "$e/seconds"
+    fi
+    sft_outputs+=("$e/eval.json")
+  done
+done
+stage_end done "${sft_outputs[@]}"
+
 # --- stage leakage: no eval item in the training text -------------------------------------
 stage_start leakage
 items=()
-for dir in "${run_dirs[@]}"; do items+=("$out/eval/$(basename "$dir")/items"); done
-run leakage.log "$python" scripts/check_leakage.py "$data/text/train" "${items[@]}" --json "$out/leakage.json"
+for dir in "${run_dirs[@]}" "${sft_dirs[@]}"; do items+=("$out/eval/$(basename "$dir")/items"); done
+run leakage.log "$python" scripts/check_leakage.py "$data/text/train" "${items[@]}" \
+  --generated "$sft_items" --json "$out/leakage.json"
 stage_end done "$out/leakage.json"
-
-# --- stage sft: NTP-SFT vs MEAP-SFT from one checkpoint (the [sft] half) -------------------
-# HOOK for issue 21's SFT half. It runs only when `meap train` accepts the sft.* keys that
-# docs/sft.md announces (probed with `meap init`, which reads a config as `meap train` does
-# and writes nothing else); until then the stage is reported as skipped. The commands below
-# follow docs/sft.md's announced keys; check them against the trainer when [sft] lands.
-stage_start sft
-probe=$out/logs/sft-probe
-rm -rf "$probe.ckpt"
-if "$meap" init "$config" "${common[@]}" sft.mask_ratio=0 --out "$probe.ckpt" > "$probe.log" 2>&1; then
-  rm -rf "$probe.ckpt"
-  sft=$data/sft
-  if [ ! -f "$sft/sft-prepare.json" ]; then
-    run sft-data.log "$python" scripts/make_sft_data.py --n $(( quick ? 200 : 4000 )) --seed 11 \
-      --docs 5 --out "$data/sft-text/train.jsonl"
-    run sft-prepare.log "$meap" prepare --sft --out "$sft" --tokenizer "$data/mix/tokenizer.model" \
-      --seq-len $(( (ctx + 1) / 2 - 1 )) "$data/sft-text/train.jsonl"
-  fi
-  # One epoch in steps: the SFT train tokens over the tokens of a step.
-  gb=$(sed -n 's/^  global_batch_size: *\([0-9]*\).*/\1/p' "$config")
-  [ $quick = 1 ] && gb=8
-  sft_tokens=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens']['train'])" "$sft/sft-prepare.json")
-  epoch_steps=$(( (sft_tokens + gb * ctx - 1) / (gb * ctx) ))
-  sft_outputs=()
-  # --quick's SFT set is small: its held-out part packs into a row or two, so one row a step.
-  sft_extra=()
-  [ $quick = 1 ] && sft_extra=("train.global_batch_size=1" "train.micro_batch_size=1")
-  for s in $(seq 1 "$seeds"); do
-    base=$out/runs/ntp-seed$s
-    for v in "ntp-sft-1ep 0 1" "meap-sft-1ep 0.1 1" "ntp-sft-2ep 0 2"; do
-      read -r name ratio epochs <<< "$v"
-      dir=$out/runs/$name-seed$s
-      if [ ! -f "$dir/done" ]; then
-        n=$(( epoch_steps * epochs ))
-        run "train-$name-seed$s.log" "$meap" train "$config" "${common[@]}" \
-          "data.train=" "data.val=" "sft.train=$sft/sft-train-*.bin" "sft.val=$sft/sft-val-*.bin" \
-          "checkpoint.init_from=$base" "sft.mask_ratio=$ratio" "train.max_epochs=$epochs" \
-          "checkpoint.interval=$n" "eval.interval=$n" "run.name=$name-seed$s" \
-          "run.out_dir=$dir" "run.seed=$s" "${sft_extra[@]}"
-        touch "$dir/done"
-      fi
-      e=$out/eval/$name-seed$s
-      mkdir -p "$e"
-      [ -f "$e/eval.json" ] || run "eval-$name-seed$s.log" "$meap" eval "$dir" --tasks mdqa \
-        --seed $((1000 + s)) --no-progress "${eval_opts[@]}" --out "$e/eval.json"
-      sft_outputs+=("$e/eval.json")
-    done
-  done
-  stage_end done "${sft_outputs[@]}"
-else
-  reason=$(grep -m1 "error" "$probe.log" | head -c 300 || true)
-  echo "meap train does not accept SFT configs yet (\`meap init CONFIG sft.mask_ratio=0\` says: ${reason:-$(tail -1 "$probe.log")})" > "$out/sft-skipped.txt"
-  stage_end skipped "$out/sft-skipped.txt"
-fi
 
 # --- stage report: the tables -------------------------------------------------------------
 stage_start report
