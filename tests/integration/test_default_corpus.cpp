@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "integration/train_fixture.hpp"
 #include "meap/data/corpus.hpp"
 #include "meap/data/prepare.hpp"
 #include "meap/data/token_shard.hpp"
@@ -16,8 +17,9 @@ namespace fs = std::filesystem;
 
 TEST_CASE("default corpus: prepare finishes and the tokenizer round-trips the val text",
           "[prepare][corpus]") {
-  const fs::path dir = fs::temp_directory_path() / "meap_default_corpus";
-  fs::remove_all(dir);
+  // A directory of this process's own: two test runs at once (two build trees) must not share it.
+  const meap_test::ScratchDir scratch("default-corpus");
+  const fs::path dir = scratch.path;
   const std::string script = MEAP_SOURCE_DIR "/scripts/default_corpus.sh";
   const std::string cmd = "bash '" + script + "' '" + (dir / "text").string() + "' > /dev/null";
   REQUIRE(std::system(cmd.c_str()) == 0);
@@ -55,5 +57,4 @@ TEST_CASE("default corpus: prepare finishes and the tokenizer round-trips the va
     }
   }
   CHECK(decoded_docs == s.val_documents);
-  fs::remove_all(dir);
 }
