@@ -9,6 +9,7 @@ show under "LABEL: NAME", or on names ctest would split.
 
 Usage: check_test_names.py BUILD_DIR CTEST BINARY...
 """
+import os
 import re
 import subprocess
 import sys
@@ -49,6 +50,13 @@ def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     build_dir, ctest, binaries = sys.argv[1], sys.argv[2], sys.argv[3:]
+    # A build of some targets only (scripts/test.sh's sanitizer pass) lacks the others.
+    missing = [b for b in binaries if not os.path.exists(b)]
+    for b in missing:
+        print(f"note: {b} is not built here; its names are not checked")
+    binaries = [b for b in binaries if os.path.exists(b)]
+    if not binaries:
+        sys.exit("check_test_names: none of the test binaries is built")
     registered = ctest_names(build_dir, ctest)
     # "LABEL:NAME" (catch_discover_tests drops the space of its "LABEL: " prefix) or
     # "LABEL: NAME" (tests added by hand) -> NAME.
