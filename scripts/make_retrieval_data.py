@@ -26,7 +26,7 @@ VALUEs have 3, 4, 6 or 7 digits, never the 5 digits of NIAH's values (--niah-dig
 default); the phrase "special magic number" of the NIAH needles is never used.
 
 --sft N also writes OUT/sft/train.jsonl (--sft-only: that file alone): N fine-tuning items in the layout of `meap eval`'s
-synthetic MDQA ("Document [i] NAME was born in PLACE." for 2-3 documents, then "Question:
+synthetic MDQA ("Document [i] NAME was born in PLACE." for 2-3 documents (--sft-max-documents), then "Question:
 Where was NAME born?"; the response "Answer: PLACE"), the gold document at a uniform
 position, with shorter pseudo-words (1-2 syllables) and their own seed (--sft-seed): the
 study's SFT half (docs/study.md). The items are short (2-3 documents, about 40-60 tokens)
@@ -141,9 +141,9 @@ def passage_document(rng):
     return "\n".join(lines)
 
 
-def sft_mdqa_item(rng):
+def sft_mdqa_item(rng, max_documents=3):
     """One fine-tuning item in the layout of meap eval's synthetic MDQA (src/eval/mdqa.cpp)."""
-    k = rng.randint(2, 3)
+    k = rng.randint(2, max_documents)
     # Words of 1-2 syllables: a document line is about 10 tokens, so an item fits 63.
     names = distinct_words(rng, k, capital=True, syllables=(1, 2))
     places = distinct_words(rng, k, capital=True, syllables=(1, 2))
@@ -155,14 +155,14 @@ def sft_mdqa_item(rng):
             "meta": {"documents": k, "gold_position": order.index(0) + 1}}
 
 
-def write_sft_items(out, n, seed):
+def write_sft_items(out, n, seed, max_documents=3):
     """OUT/sft/train.jsonl: n items of sft_mdqa_item drawn with their own seed."""
     rng = random.Random(seed)
     os.makedirs(os.path.join(out, "sft"), exist_ok=True)
     path = os.path.join(out, "sft", "train.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         for _ in range(n):
-            f.write(json.dumps(sft_mdqa_item(rng)) + "\n")
+            f.write(json.dumps(sft_mdqa_item(rng, max_documents)) + "\n")
     return path
 
 
@@ -201,16 +201,20 @@ def main(argv=None):
     ap.add_argument("--sft", type=int, default=0,
                     help="also write N MDQA-style fine-tuning items to OUT/sft/train.jsonl")
     ap.add_argument("--sft-seed", type=int, default=2, help="seed of the --sft items (default 2)")
+    ap.add_argument("--sft-max-documents", type=int, default=3,
+                    help="documents per --sft item: 2 to this many (default 3)")
     ap.add_argument("--sft-only", action="store_true",
                     help="write OUT/sft/train.jsonl alone (no --base, no corpus)")
     args = ap.parse_args(argv)
     EXCLUDED.update(eval_vocabulary())
     if args.sft < 0:
         sys.exit(f"make_retrieval_data: --sft must be >= 0, got {args.sft}")
+    if args.sft_max_documents < 2:
+        sys.exit(f"make_retrieval_data: --sft-max-documents must be >= 2, got {args.sft_max_documents}")
     if args.sft_only:
         if args.sft < 1:
             sys.exit("make_retrieval_data: --sft-only needs --sft N (N >= 1)")
-        path = write_sft_items(args.out, args.sft, args.sft_seed)
+        path = write_sft_items(args.out, args.sft, args.sft_seed, args.sft_max_documents)
         print(f"make_retrieval_data: {args.sft} MDQA-style SFT items (seed {args.sft_seed}) -> {path}")
         return
     if not args.base:
@@ -265,7 +269,7 @@ def main(argv=None):
         f.write("\n\n".join(docs) + "\n")
 
     if args.sft:
-        write_sft_items(args.out, args.sft, args.sft_seed)
+        write_sft_items(args.out, args.sft, args.sft_seed, args.sft_max_documents)
 
     manifest = {
         "generator": "scripts/make_retrieval_data.py", "seed": args.seed,

@@ -9,17 +9,20 @@
 # writes OUT/results.md (mean ± std over seeds, verdicts), OUT/results.json, the exact
 # commands (OUT/commands.sh), wall times (OUT/timings.tsv) and the commit.
 #
-# Usage: scripts/reproduce_small.sh [--quick] [--scale tiny|small] [--seeds N] [--steps N]
-#          [--ablation] [--sampling] [--out DIR] [--meap BINARY] [--write-docs]
+# Usage: scripts/reproduce_small.sh [--quick] [--scale tiny|small|gpu] [--seeds N] [--steps N]
+#          [--ablation] [--sampling] [--corpus DIR] [--out DIR] [--meap BINARY] [--write-docs]
 #   --quick       a few steps, tiny eval sizes, 2 seeds, ablation {0, 0.15, 0.30} and the
 #                 sampling comparison: a smoke test of every stage (minutes; no claims)
-#   --scale       tiny (configs/tiny.yaml, ~1.3M parameters; default) or small
-#                 (configs/study-small.yaml, ~11M)
+#   --scale       tiny (configs/tiny.yaml, ~1.3M parameters; default), small
+#                 (configs/study-small.yaml, ~11M) or gpu (configs/llama-125m.yaml, ~110M, on
+#                 CUDA, 2000 steps of 0.5M tokens; needs --corpus: docs/gpu.md)
 #   --seeds N     training seeds (default 3); each seed's twins share it
 #   --steps N     optimizer steps per run (default: tiny 300, small 150 -- both 1.23M tokens --,
 #                 quick 6)
 #   --ablation    also mask ratios 0.05, 0.10, 0.20, 0.30 (0 and 0.15 are the twins)
 #   --sampling    also MEAP 0.15 with data.meap.sampling=authors_code
+#   --corpus DIR  the base text (.txt files, documents separated by blank lines) instead of
+#                 the default corpus (scripts/default_corpus.sh, about 1.3M tokens)
 #   --out DIR     output directory (default study/<scale>, study/quick with --quick)
 #   --write-docs  copy OUT/results.md to docs/results.md (refused with --quick)
 # Every stage's outputs are listed in OUT/stages.tsv; a stage that cannot run says why.
@@ -28,11 +31,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 invocation="scripts/reproduce_small.sh $*"
 
-quick=0 scale=tiny seeds=3 steps="" ablation=0 sampling=0 out="" meap=build/meap write_docs=0
+quick=0 scale=tiny seeds=3 steps="" ablation=0 sampling=0 out="" meap=build/meap write_docs=0 corpus=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
-    --scale) scale=${2:?--scale needs tiny or small}; shift ;;
+    --scale) scale=${2:?--scale needs tiny, small or gpu}; shift ;;
+    --corpus) corpus=${2:?--corpus needs a directory}; shift ;;
     --seeds) seeds=${2:?--seeds needs a number}; shift ;;
     --steps) steps=${2:?--steps needs a number}; shift ;;
     --ablation) ablation=1 ;;
@@ -45,7 +49,14 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case $scale in tiny|small) ;; *) echo "reproduce_small: --scale must be tiny or small, got '$scale'" >&2; exit 2 ;; esac
+case $scale in tiny|small|gpu) ;; *) echo "reproduce_small: --scale must be tiny, small or gpu, got '$scale'" >&2; exit 2 ;; esac
+if [ $scale = gpu ] && [ -z "$corpus" ]; then
+  echo "reproduce_small: --scale gpu needs --corpus DIR: its 1B-token runs would repeat the default corpus (1.3M tokens) 800 times (docs/gpu.md)" >&2
+  exit 2
+fi
+if [ -n "$corpus" ] && [ ! -d "$corpus" ]; then
+  echo "reproduce_small: --corpus $corpus is not a directory" >&2; exit 2
+fi
 [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "reproduce_small: --seeds must be a positive integer" >&2; exit 2; }
 if [ $quick = 1 ] && [ $write_docs = 1 ]; then
   echo "reproduce_small: --write-docs is refused with --quick (a smoke test writes no results)" >&2
@@ -56,13 +67,18 @@ meap=$(cd "$(dirname "$meap")" && pwd)/$(basename "$meap")
 python=/usr/bin/python3  # the study's scripts need the standard library only
 
 # --- the recipe of each scale ------------------------------------------------------------
+eval_opts=(--no-greedy --niah-samples 4 --mdqa-samples 8 --attn-sequences 4)
+train_extra=() base_bytes=0 val_fraction=0.01 sft_docs=3
 if [ $scale = tiny ]; then
   config=configs/tiny.yaml vocab=4096 default_steps=300 ctx=128
-else
+elif [ $scale = small ]; then
   config=configs/study-small.yaml vocab=4096 default_steps=150 ctx=256
+else  # 2000 steps of 512 x 1024 tokens: 1.05B tokens a run (docs/gpu.md)
+  config=configs/llama-125m.yaml vocab=32000 default_steps=2000 ctx=1024 sft_docs=10
+  train_extra=(train.device=cuda)
+  eval_opts=(--no-greedy --niah-lengths 256,512,1024 --niah-samples 8 --mdqa-documents 10
+             --mdqa-samples 20 --attn-sequences 8)
 fi
-eval_opts=(--no-greedy --niah-samples 4 --mdqa-samples 8 --attn-sequences 4)
-train_extra=() base_bytes=0 val_fraction=0.01
 if [ $quick = 1 ]; then
   [ -n "$out" ] || out=study/quick
   [ "$seeds" = 3 ] && seeds=2
@@ -124,8 +140,9 @@ stage_end() {
 stage_start corpus
 data=$out/data
 if [ ! -f "$data/mix/prepare.json" ]; then
-  run default_corpus.log bash scripts/default_corpus.sh "$data/corpus"
-  run retrieval.log "$python" scripts/make_retrieval_data.py --base "$data/corpus" \
+  base_text=${corpus:-$data/corpus}
+  [ -n "$corpus" ] || run default_corpus.log bash scripts/default_corpus.sh "$data/corpus"
+  run retrieval.log "$python" scripts/make_retrieval_data.py --base "$base_text" \
     --out "$data/text" --mix-ratio 0.2 --seed 1 --max-base-bytes "$base_bytes"
   run prepare.log "$meap" prepare --out "$data/mix" --vocab-size "$vocab" \
     --val-fraction "$val_fraction" --force "$data/text/train"
@@ -134,7 +151,7 @@ fi
 # that stage leakage checks them too.
 sft_items=$data/sft-text/sft/train.jsonl
 [ -f "$sft_items" ] || run sft-items.log "$python" scripts/make_retrieval_data.py --sft-only \
-  --sft $(( quick ? 400 : 8000 )) --sft-seed 2 --out "$data/sft-text"
+  --sft $(( quick ? 400 : 8000 )) --sft-seed 2 --sft-max-documents "$sft_docs" --out "$data/sft-text"
 heldout=$data/text/heldout/plain.txt
 stage_end done "$data/mix/prepare.json" "$data/text/retrieval.json" "$heldout" "$sft_items"
 
