@@ -7,10 +7,13 @@ Generates a mixed corpus from a small base text, checks that the same seed gives
 bytes and another seed other documents, that the mix ratio and the held-out split are as
 asked, and that no word of `meap eval`'s NIAH key list and MDQA name and city lists (read
 here from src/eval/niah.cpp and mdqa.cpp) nor any 5-digit number appears in the retrieval
-documents. Then, end to end: prepares the training text (`meap prepare`), writes a step-0
+documents. The SFT items of --sft-only: deterministic, in the layout of meap eval's MDQA,
+each answering its gold document's place, every gold position drawn, no eval word. Then, end
+to end: prepares the training text (`meap prepare`), writes a step-0
 checkpoint (`meap init`), lets `meap eval` generate NIAH and MDQA items with the study's
 eval seeds (--items-dir), and runs scripts/check_leakage.py on them: no leak; and the
-checker does catch a needle, a key or an MDQA fact planted in a copy of the training text.
+checker does catch a needle, a key or an MDQA fact planted in a copy of the training text,
+and an MDQA city planted in a --generated file.
 """
 
 import json
@@ -99,6 +102,34 @@ def main():
     check(not re.search(r"(?<!\d)\d{5}(?!\d)", text), "no 5-digit value (NIAH's) in the retrieval documents")
     check("special magic number" not in text, "the NIAH needle's phrase is never used")
 
+    # The SFT items (--sft-only): deterministic, the eval's MDQA layout, no eval word.
+    sft_a, sft_b = os.path.join(work, "sft-a"), os.path.join(work, "sft-b")
+    for d in (sft_a, sft_b):
+        r = run([sys.executable, GEN, "--sft-only", "--sft", "3000", "--sft-max-documents", "6",
+                 "--out", d])
+        check(r.returncode == 0, f"--sft-only writes {d}/sft/train.jsonl", r)
+    sft_text = read(os.path.join(sft_a, "sft", "train.jsonl"))
+    check(sft_text == read(os.path.join(sft_b, "sft", "train.jsonl")), "SFT items: the same seed, the same bytes")
+    sft_items = [json.loads(l) for l in sft_text.splitlines()]
+    layout = re.compile(r"(Document \[(\d+)\] (\w+) was born in (\w+)\.\n)+Question: Where was (\w+) born\?")
+    bad_layout = [i for i in sft_items if not layout.fullmatch(i["prompt"])]
+    check(not bad_layout, f"SFT items in the layout of meap eval's MDQA ({bad_layout[:1]})")
+    golds, wrong = [], []
+    for i in sft_items:
+        facts = re.findall(r"Document \[\d+\] (\w+) was born in (\w+)\.", i["prompt"])
+        name = re.search(r"Where was (\w+) born", i["prompt"]).group(1)
+        pos = [k for k, (n, _) in enumerate(facts) if n == name]
+        if len(pos) != 1 or i["response"] != f"Answer: {facts[pos[0]][1]}" or \
+                i["meta"]["gold_position"] != pos[0] + 1 or not 2 <= len(facts) <= 6:
+            wrong.append(i)
+        else:
+            golds.append(pos[0] + 1)
+    check(not wrong, f"each SFT item asks about one of its 2-6 documents and answers its place ({wrong[:1]})")
+    check(set(golds) == set(range(1, 7)), f"every gold position 1..6 occurs ({sorted(set(golds))})")
+    sft_words = set(w.lower() for w in re.findall(r"[A-Za-z]+", sft_text.replace("\\n", " ")))
+    check(not (sft_words & {w.lower() for w in words}),
+          f"no eval name or city among the SFT items' words: {sorted(sft_words & {w.lower() for w in words})}")
+
     # End to end: the items `meap eval` generates against the training text.
     data = os.path.join(work, "data")
     r = run([meap, "prepare", "--out", data, "--vocab-size", "512", os.path.join(a, "train")])
@@ -118,8 +149,10 @@ def main():
                  "--mdqa-samples", "2", "--items-dir", d])
         check(r.returncode == 0, f"meap eval --seed {seed} --items-dir", r)
         items.append(d)
-    r = run([sys.executable, LEAK, os.path.join(a, "train")] + items)
-    check(r.returncode == 0 and "no leak" in r.stdout, "check_leakage.py: no eval item in the training text", r)
+    r = run([sys.executable, LEAK, os.path.join(a, "train")] + items +
+            ["--generated", os.path.join(sft_a, "sft", "train.jsonl")])
+    check(r.returncode == 0 and "no leak" in r.stdout,
+          "check_leakage.py: no eval item in the training text or the SFT items", r)
     check("Rome" in r.stdout or "raven" in r.stdout or "maple" in r.stdout,
           "eval words of the base text are reported as notes, not failed", r)
 
@@ -139,6 +172,15 @@ def main():
             f.write("\n\n" + planted + "\n")
         r = run([sys.executable, LEAK, bad] + items)
         check(r.returncode == 1 and "LEAK" in r.stdout, f"check_leakage.py catches {what}", r)
+    # ... and an MDQA city in a --generated file.
+    city = re.search(r"was born in (\w+)\.", fact).group(1)
+    planted_sft = os.path.join(work, "planted-sft.jsonl")
+    with open(planted_sft, "w") as f:
+        f.write(sft_text + json.dumps({"prompt": "Question: Where was Tomo born?",
+                                       "response": f"Answer: {city}"}) + "\n")
+    r = run([sys.executable, LEAK, os.path.join(a, "train")] + items + ["--generated", planted_sft])
+    check(r.returncode == 1 and "LEAK" in r.stdout and city in r.stdout,
+          "check_leakage.py catches an MDQA city in a --generated file", r)
 
 
 if __name__ == "__main__":
