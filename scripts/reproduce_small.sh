@@ -234,8 +234,16 @@ sft_outputs=() sft_dirs=()
 # --quick's SFT set is small: its held-out part packs into a row or two, so one row a step.
 sft_extra=("sft.min_answer_tokens=0" "sft.mask_scope=all")
 [ $quick = 1 ] && sft_extra+=("train.global_batch_size=1" "train.micro_batch_size=1")
-sft_eval_opts=("${eval_opts[@]}")
-[ $quick = 1 ] || sft_eval_opts+=(--mdqa-samples 40)  # 200 items: finer accuracies than stage eval's 40
+# The MDQA options of stage eval, with 40 questions (200 items at 5 documents: finer
+# accuracies than stage eval's 8) unless --quick.
+sft_eval_opts=()
+for ((i = 0; i < ${#eval_opts[@]}; i++)); do
+  if [ $quick = 0 ] && [ "${eval_opts[i]}" = --mdqa-samples ]; then
+    sft_eval_opts+=(--mdqa-samples 40); i=$((i + 1))
+  else
+    sft_eval_opts+=("${eval_opts[i]}")
+  fi
+done
 for s in $(seq 1 "$seeds"); do
   base=$out/runs/ntp-seed$s
   for v in "ntp-sft-1ep 0 1" "meap-sft-1ep 0.1 1" "ntp-sft-2ep 0 2"; do
@@ -277,7 +285,8 @@ stage_end done "$out/leakage.json"
 # --- stage report: the tables -------------------------------------------------------------
 stage_start report
 run report.log "$python" scripts/study_report.py "$out" --scale "$scale" --steps "$steps" \
-  --commit "$commit${dirty:+ (with uncommitted changes)}" $([ $quick = 1 ] && echo --quick)
+  --commit "$commit${dirty:+ (with uncommitted changes)}" $([ $quick = 1 ] && echo --quick) \
+  --meap-version "$("$meap" --version | head -2 | tr -s ' \n' ' ' | sed 's/ $//')"
 stage_end done "$out/results.md" "$out/results.json"
 if [ $write_docs = 1 ]; then
   cp "$out/results.md" docs/results.md
