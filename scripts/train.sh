@@ -46,9 +46,9 @@ prompt=$("$python" scripts/val_prompt.py "$data_dir" 2>/dev/null || true)
 # this costs ~5%, on one whose cores are shared with other work spinning threads starve
 # each other (several times slower, measured).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-# Ctrl-C reaches the whole foreground group: tee ignores it, so meap finishes its step,
-# checkpoints and exits 0 while its output still reaches train.log and the terminal.
-build/meap train configs/tiny.yaml --resume "$@" 2>&1 | (trap '' INT; exec tee train.log)
+# Ctrl-C: meap finishes its step, checkpoints and exits 0 while its output still reaches
+# train.log and the terminal (scripts/train_with_log.sh says how).
+bash scripts/train_with_log.sh train.log build/meap configs/tiny.yaml --resume "$@"
 run_dir=$(sed -n 's/^checkpoint: \(.*\)\/checkpoints\/.*/\1/p' train.log | tail -1)
 # The console log belongs to its run (a resumed run appends to it).
 if [ -n "$run_dir" ]; then
