@@ -157,7 +157,18 @@ def main(argv=None):
            f"{len(runs.get('ntp', {}))} seed(s)) at commit {args.commit}"
            + (f", with the binary `{args.meap_version}`" if args.meap_version else "") +
            ". Every number below was "
-           "produced by that run; the commands are in commands.sh, the wall times in timings.tsv.", ""]
+           "produced by that run; the commands are in OUT/commands.sh (OUT: the script's --out "
+           "directory), the wall times in OUT/timings.tsv.", ""]
+    commands = os.path.join(out, "commands.sh")
+    if os.path.exists(commands):
+        heads = [line[2:].strip() for line in open(commands) if line.startswith("# The exact commands of ")]
+        if heads:
+            md += ["The invocations that made it (a study stopped and started again resumes its runs):", ""]
+            seen = {}
+            for h in heads:
+                seen[h] = seen.get(h, 0) + 1
+            md += [f"- `{h[len('The exact commands of '):]}`" + (f" ({n} times)" if n > 1 else "")
+                   for h, n in seen.items()] + [""]
     if args.quick:
         md += ["**--quick**: a handful of steps and tiny evaluation sizes, to check that every "
                "stage runs. The numbers are noise; do not read them as results.", ""]
@@ -337,7 +348,20 @@ def main(argv=None):
                f"scripts/check_leakage.py: {lk['items']} eval items ({lk['needles']} NIAH needles, "
                f"{lk['niah_keys']} keys, {lk['niah_values']} values, {lk['mdqa_facts']} MDQA facts) against the "
                f"training text: {'no leak' if not lk['problems'] else str(len(lk['problems'])) + ' LEAKS'}.", ""]
-    md += ["## Stages and wall times", "", "| stage | status | seconds |", "|---|---|---|"]
+    # A study resumed over several invocations skips what is done: the stage times of the
+    # last invocation can be near 0, so the runs' own times (kept beside them) are summed too.
+    sft_names = ("ntp-sft-1ep", "meap-sft-1ep", "ntp-sft-2ep")
+    def run_seconds(names, key):
+        return sum(r.get(key) or 0 for n in names for r in runs.get(n, {}).values())
+    pre = [n for n in runs if n not in sft_names]
+    own = {"train": run_seconds(pre, "train_s"), "eval": run_seconds(pre, "eval_s"),
+           "sft": run_seconds(sft_names, "train_s") + run_seconds(sft_names, "eval_s")}
+    md += ["## Stages and wall times", "",
+           "The last invocation's stage times (a stage whose runs were done before is quick), and "
+           "the sum of the runs' own training and evaluation times (a run stopped and resumed "
+           "counts its last part only).", "",
+           "| stage | status | seconds (last invocation) | seconds (the runs' own, summed) |",
+           "|---|---|---|---|"]
     times = {}
     with open(os.path.join(out, "timings.tsv")) as f:
         next(f)
@@ -347,8 +371,10 @@ def main(argv=None):
     with open(os.path.join(out, "stages.tsv")) as f:
         for line in f:
             k, status, _ = line.rstrip("\n").split("\t", 2)
-            md.append(f"| {k} | {status} | {times.get(k, 0):.1f} |")
-    md += ["", f"Total before this report: {sum(times.values()):.0f} s.", ""]
+            o = f"{own[k]:.0f}" if k in own else "–"
+            md.append(f"| {k} | {status} | {times.get(k, 0):.1f} | {o} |")
+    md += ["", f"Total of the last invocation before this report: {sum(times.values()):.0f} s; "
+           f"the runs' own times: {sum(own.values()):.0f} s.", ""]
 
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md))
