@@ -5,7 +5,7 @@ Usage: scripts/study_report.py OUT --scale tiny|small --steps N --commit SHA [--
 
 Reads OUT/runs/NAME-seedS/ (metrics.jsonl, done: the training's wall seconds),
 OUT/eval/NAME-seedS/ (eval.json of `meap eval`, seconds), OUT/timings.tsv, OUT/stages.tsv,
-OUT/leakage.json, OUT/sft-skipped.txt and the corpus manifests, and writes one row per
+OUT/leakage.json and the corpus manifests, and writes one row per
 claim of the paper: the paper's figure, ours as mean ± std over seeds for NTP and MEAP,
 the mean paired difference (MEAP - NTP, seed by seed) and a verdict judged against the
 spread: "beats" when the mean difference is more than twice its standard error
@@ -271,13 +271,8 @@ def main(argv=None):
 
     # The SFT half.
     md += ["## SFT: NTP-SFT vs MEAP-SFT from one checkpoint", ""]
-    skipped = os.path.join(out, "sft-skipped.txt")
     sft = {}
-    if os.path.exists(skipped):
-        reason = open(skipped).read().strip()
-        sft = {"status": "skipped", "reason": reason}
-        md += [f"Skipped: {reason}", ""]
-    elif "ntp-sft-1ep" in runs:
+    if "ntp-sft-1ep" in runs:
         sft = {"status": "done"}
         md += ["| run | MDQA acc. (%) |", "|---|---|"]
         for name in ("ntp-sft-1ep", "meap-sft-1ep", "ntp-sft-2ep"):
