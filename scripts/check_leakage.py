@@ -72,6 +72,9 @@ def main(argv=None):
     ap.add_argument("--json", help="write the summary here as JSON")
     args = ap.parse_args(argv)
 
+    for g in args.generated:
+        if not os.path.isfile(g):
+            sys.exit(f"check_leakage: --generated {g}: not a file")
     n_items, needles, keys, values, facts, names, cities = load_items(args.items_dirs)
     if n_items == 0:
         sys.exit(f"check_leakage: no niah-items.jsonl / mdqa-items.jsonl in {args.items_dirs}")
