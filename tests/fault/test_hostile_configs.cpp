@@ -135,7 +135,7 @@ struct WorkingDirectory {
 }  // namespace
 
 TEST_CASE("hostile configs under meap inspect: no crash, no hang, the key named",
-          "[fault][config]") {
+          "[fault][config][slow]") {
   ScratchDir d("fault-configs-inspect");
   const WorkingDirectory cwd(d.path);
   const std::string tiny = tiny_yaml();
@@ -257,7 +257,7 @@ TEST_CASE("hostile configs under meap inspect: no crash, no hang, the key named"
   CHECK(runner.tally.trials >= 1000);
 }
 
-TEST_CASE("hostile configs and data paths under meap train", "[fault][config]") {
+TEST_CASE("hostile configs and data paths under meap train", "[fault][config][slow]") {
   micro_corpus();
   ScratchDir d("fault-configs-train");
   const WorkingDirectory cwd(d.path);

@@ -3,8 +3,6 @@
 // masks per epoch; documents too long for a row.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,6 +11,7 @@
 #include "meap/core/error.hpp"
 #include "meap/core/rng.hpp"
 #include "meap/data/sft_streamer.hpp"
+#include "fixtures.hpp"
 
 namespace fs = std::filesystem;
 using namespace meap;
@@ -43,13 +42,6 @@ Sample make_sample(int n_prompt, int n_answer, int salt = 0) {
   s.tokens.push_back(2);
   s.roles.push_back(E);
   return s;
-}
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
 }
 
 // Writes the samples into shards of `per_shard` samples each.
@@ -102,7 +94,8 @@ struct Rows {
 }  // namespace
 
 TEST_CASE("sft shards: round trip, answer counts and the header", "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_shard");
+  const meap_test::TempDir scratch("meap_sft_shard");
+  const fs::path& dir = scratch.path();
   const std::vector<Sample> samples = {make_sample(3, 4), make_sample(0, 1), make_sample(9, 60)};
   write_shards(dir, samples, 10);
   const SftShardReader r = SftShardReader::open((dir / "sft-train-0.bin").string());
@@ -131,7 +124,8 @@ TEST_CASE("sft shards: round trip, answer counts and the header", "[sft]") {
 
 TEST_CASE("sft shards: corrupt, truncated and foreign files are refused with their path",
           "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_shard_bad");
+  const meap_test::TempDir scratch("meap_sft_shard_bad");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {make_sample(3, 4), make_sample(5, 6)}, 10);
   const fs::path good = dir / "sft-train-0.bin";
   std::string bytes;
@@ -177,7 +171,8 @@ TEST_CASE("sft shards: corrupt, truncated and foreign files are refused with the
 
 TEST_CASE("sft streamer: documents packed in order, positions from 0, padding at the end",
           "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_pack");
+  const meap_test::TempDir scratch("meap_sft_pack");
+  const fs::path& dir = scratch.path();
   // NTP documents of 5, 4 and 6 positions (samples of 6, 5 and 7 tokens).
   const std::vector<Sample> samples = {make_sample(1, 2), make_sample(1, 1), make_sample(2, 2)};
   write_shards(dir, samples, 2);  // two shards: packing crosses the shard boundary
@@ -206,7 +201,8 @@ TEST_CASE("sft streamer: documents packed in order, positions from 0, padding at
 
 TEST_CASE("sft streamer: a MEAP original and copy are one segment (concat), two (separate)",
           "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_pair");
+  const meap_test::TempDir scratch("meap_sft_pair");
+  const fs::path& dir = scratch.path();
   const std::vector<Sample> samples = {make_sample(1, 60), make_sample(2, 2)};  // 64 and 7 tokens
   write_shards(dir, samples, 5);
   for (SftLayout layout : {SftLayout::concat, SftLayout::separate}) {
@@ -248,7 +244,8 @@ TEST_CASE("sft streamer: a MEAP original and copy are one segment (concat), two 
 
 TEST_CASE("sft streamer: every epoch packs each sample once, in the epoch's order, masks fresh",
           "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_epochs");
+  const meap_test::TempDir scratch("meap_sft_epochs");
+  const fs::path& dir = scratch.path();
   const std::vector<Sample> samples = mixed_samples(120);
   write_shards(dir, samples, 50);
   for (SftLayout layout : {SftLayout::concat, SftLayout::separate}) {
@@ -323,7 +320,8 @@ TEST_CASE("sft streamer: every epoch packs each sample once, in the epoch's orde
 
 TEST_CASE("sft streamer: 1, 2 and 4 ranks see the same rows and a resume continues exactly",
           "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_ranks");
+  const meap_test::TempDir scratch("meap_sft_ranks");
+  const fs::path& dir = scratch.path();
   write_shards(dir, mixed_samples(150), 40);
   const SftStreamerConfig c = config(dir, 256, 8);
   SftStreamer one(c);
@@ -375,7 +373,8 @@ TEST_CASE("sft streamer: 1, 2 and 4 ranks see the same rows and a resume continu
 }
 
 TEST_CASE("sft streamer: documents too long for a row are refused up front", "[sft]") {
-  const fs::path dir = temp_dir("meap_sft_long");
+  const meap_test::TempDir scratch("meap_sft_long");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {make_sample(5, 60), make_sample(2, 3)}, 5);  // 68 tokens: concat 135
   SftStreamerConfig c = config(dir, 100, 1);
   CHECK_THROWS_WITH(SftStreamer(c), Catch::Contains("MEAP concat layout") &&

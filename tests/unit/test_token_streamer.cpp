@@ -10,6 +10,7 @@
 
 #include "meap/core/rng.hpp"
 #include "meap/data/token_streamer.hpp"
+#include "fixtures.hpp"
 
 namespace fs = std::filesystem;
 using namespace meap;
@@ -50,12 +51,11 @@ StreamerConfig base_config(const fs::path& dir) {
   return c;
 }
 
-fs::path temp_dir(const char* name) { return fs::temp_directory_path() / name; }
-
 }  // namespace
 
 TEST_CASE("streamer: the union of the rank slices is the one-rank batch", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_ranks");
+  const meap_test::TempDir scratch("meap_streamer_ranks");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {700, 500, 333});  // (1533 - 1) / 16 = 95 sequences, 11 batches an epoch
   StreamerConfig c = base_config(dir);
   TokenStreamer one(c);
@@ -88,7 +88,8 @@ TEST_CASE("streamer: the union of the rank slices is the one-rank batch", "[stre
 }
 
 TEST_CASE("streamer: a restored position yields the same next batches", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_resume");
+  const meap_test::TempDir scratch("meap_streamer_resume");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {1200, 900});
   const StreamerConfig c = base_config(dir);
   TokenStreamer a(c);
@@ -106,7 +107,8 @@ TEST_CASE("streamer: a restored position yields the same next batches", "[stream
 }
 
 TEST_CASE("streamer: each epoch visits every sequence once, in a fresh order", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_epochs");
+  const meap_test::TempDir scratch("meap_streamer_epochs");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {1000});  // 62 sequences: not a power of two
   TokenStreamer s(base_config(dir));
   const uint64_t S = s.sequences_per_epoch();
@@ -125,7 +127,8 @@ TEST_CASE("streamer: each epoch visits every sequence once, in a fresh order", "
 }
 
 TEST_CASE("streamer: sequences follow the token stream across shard boundaries", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_order");
+  const meap_test::TempDir scratch("meap_streamer_order");
+  const fs::path& dir = scratch.path();
   const std::vector<int32_t> all = write_shards(dir, {37, 100, 61});
   StreamerConfig c = base_config(dir);
   c.shuffle = false;
@@ -146,7 +149,8 @@ TEST_CASE("streamer: sequences follow the token stream across shard boundaries",
 }
 
 TEST_CASE("streamer: MEAP masks exactly round(P T) inputs, targets stay clean", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_mask");
+  const meap_test::TempDir scratch("meap_streamer_mask");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {3000});
   StreamerConfig c = base_config(dir);
   c.seq_len = 40;  // 0.15 * 40 = 6 masks per row
@@ -175,7 +179,8 @@ TEST_CASE("streamer: MEAP masks exactly round(P T) inputs, targets stay clean", 
 }
 
 TEST_CASE("streamer: errors name the problem", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_errors");
+  const meap_test::TempDir scratch("meap_streamer_errors");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {100});
   StreamerConfig c = base_config(dir);
   c.pattern = (dir / "nothing-*.bin").string();
@@ -207,7 +212,8 @@ TEST_CASE("streamer: errors name the problem", "[streamer]") {
 // shared by every row and rank, resumable.
 TEST_CASE("streamer: authors_code masks every row of a step alike, on any rank and after a resume",
           "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_authors");
+  const meap_test::TempDir scratch("meap_streamer_authors");
+  const fs::path& dir = scratch.path();
   write_shards(dir, {1533});  // 95 sequences of 16: 11 batches of 8 an epoch
   StreamerConfig c = base_config(dir);
   c.mask_sampling = MaskSampling::authors_code;
@@ -320,7 +326,8 @@ TEST_CASE("streamer: document_segments ends a document at its EOS, positions fro
 
 TEST_CASE("streamer: data.document_mask fills segments and positions from the clean tokens, "
           "rank- and resume-invariant", "[streamer]") {
-  const fs::path dir = temp_dir("meap_streamer_documents");
+  const meap_test::TempDir scratch("meap_streamer_documents");
+  const fs::path& dir = scratch.path();
   fs::remove_all(dir);
   fs::create_directories(dir);
   // Documents of 1 to 12 tokens, each followed by EOS: several per 16-token sequence.
