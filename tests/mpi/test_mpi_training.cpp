@@ -111,6 +111,26 @@ void require_same_training(const fs::path& a, const fs::path& b, int64_t steps) 
   CHECK(w < 1e-6);
 }
 
+// Waits (60 s at most) until the job under `run` trains and has committed a first checkpoint
+// (metrics are written before it, so waiting for them alone raced with a final check), then
+// returns the pid of one of its ranks: mpirun's children on one node.
+int rank_pid_after_first_checkpoint(const Child& job, const fs::path& run) {
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
+  while (!(fs::exists(run / "metrics.jsonl") && meap::latest_checkpoint(run.string())) &&
+         SteadyClock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(fs::exists(run / "metrics.jsonl"));
+  REQUIRE(meap::latest_checkpoint(run.string()));
+  const std::string pgrep = "pgrep -n -P " + std::to_string(job.pid()) + " meap";
+  FILE* p = ::popen(pgrep.c_str(), "r");
+  REQUIRE(p != nullptr);
+  int pid = 0;
+  const bool read = std::fscanf(p, "%d", &pid) == 1;
+  ::pclose(p);
+  REQUIRE(read);
+  return pid;
+}
+
 }  // namespace
 
 TEST_CASE("mpi: 2 ranks train like 1 rank on the same global batch", "[mpi]") {
@@ -195,20 +215,7 @@ TEST_CASE("mpi: a rank that dies ends the whole job with an error", "[mpi][fault
                             "run.out_dir=" + (d.path / "run").string()}),
             d.path / "job.log");
   REQUIRE(job.started());
-  // Wait until training runs and a first checkpoint is committed (metrics are written
-  // before it, so waiting for them alone raced with the final check), then kill one rank.
-  const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
-  while (!(fs::exists(d.path / "run" / "metrics.jsonl") &&
-           meap::latest_checkpoint((d.path / "run").string())) &&
-         SteadyClock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  REQUIRE(fs::exists(d.path / "run" / "metrics.jsonl"));
-  // The ranks are mpirun's children (one node).
-  const std::string pgrep = "pgrep -n -P " + std::to_string(job.pid()) + " meap";
-  FILE* p = ::popen(pgrep.c_str(), "r");
-  int victim = 0;
-  REQUIRE(std::fscanf(p, "%d", &victim) == 1);
-  ::pclose(p);
+  const int victim = rank_pid_after_first_checkpoint(job, d.path / "run");
   ::kill(victim, SIGKILL);
   const auto killed_at = SteadyClock::now();
   REQUIRE(job.wait(60));
@@ -238,17 +245,7 @@ TEST_CASE("mpi: a stopped rank ends the whole job within dist.timeout_s", "[mpi]
                             "run.out_dir=" + (d.path / "run").string()}),
             d.path / "job.log");
   REQUIRE(job.started());
-  const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
-  while (!(fs::exists(d.path / "run" / "metrics.jsonl") &&
-           meap::latest_checkpoint((d.path / "run").string())) &&
-         SteadyClock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  REQUIRE(meap::latest_checkpoint((d.path / "run").string()));
-  const std::string pgrep = "pgrep -n -P " + std::to_string(job.pid()) + " meap";
-  FILE* p = ::popen(pgrep.c_str(), "r");
-  int victim = 0;
-  REQUIRE(std::fscanf(p, "%d", &victim) == 1);
-  ::pclose(p);
+  const int victim = rank_pid_after_first_checkpoint(job, d.path / "run");
   ::kill(victim, SIGSTOP);
   const auto stopped_at = SteadyClock::now();
   const bool ended = job.wait(kTimeoutS + 30);
