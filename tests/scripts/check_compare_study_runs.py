@@ -74,27 +74,20 @@ def main():
         check("| ntp-seed1 | 1 of 2 | 0.1 | differ" in p.stdout,
               "other eval numbers and weights are reported, not hidden")
 
-        far = copy.deepcopy(RESULTS)
-        far["claims"][0]["meap"][0] += 0.05
-        far_dir = os.path.join(tmp, "run2-far")
-        make_run(far_dir, far)
-        p = compare(one, far_dir, 1)
+        # A second run whose report differs from run 1's as `change` makes it.
+        def changed(name, change, expect):
+            results = copy.deepcopy(RESULTS)
+            change(results)
+            make_run(os.path.join(tmp, name), results)
+            return compare(one, os.path.join(tmp, name), expect)
+
+        p = changed("run2-far", lambda r: r["claims"][0]["meap"].__setitem__(0, 0.15), 1)
         check("claims: NIAH accuracy (log-likelihood, 1 needle): meap" in p.stderr,
               "a mean moved beyond the spread fails, naming the row")
-
-        flipped = copy.deepcopy(RESULTS)
-        flipped["claims"][1]["verdict"] = "ties"
-        flipped_dir = os.path.join(tmp, "run2-verdict")
-        make_run(flipped_dir, flipped)
-        p = compare(one, flipped_dir, 1)
+        p = changed("run2-verdict", lambda r: r["claims"][1].update(verdict="ties"), 1)
         check("Held-out bits per byte (lower is better): difference" in p.stderr,
               "a changed verdict fails, naming the row")
-
-        fewer = copy.deepcopy(RESULTS)
-        fewer["seeds"] = 1
-        fewer_dir = os.path.join(tmp, "run2-seeds")
-        make_run(fewer_dir, fewer)
-        p = compare(one, fewer_dir, 2)
+        p = changed("run2-seeds", lambda r: r.update(seeds=1), 2)
         check("differ in seeds" in p.stderr, "runs of other options are refused, naming the option")
 
         p = compare(one, os.path.join(tmp, "nothing"), 2)
