@@ -17,7 +17,7 @@
 #                 (configs/study-small.yaml, ~11M) or gpu (configs/llama-125m.yaml, ~110M, on
 #                 CUDA, 2000 steps of 0.5M tokens; needs --corpus: docs/gpu.md)
 #   --seeds N     training seeds (default 3); each seed's twins share it
-#   --steps N     optimizer steps per run (default: tiny 300, small 150 -- both 1.23M tokens --,
+#   --steps N     optimizer steps per run (default: tiny and small 300 -- both 1.23M tokens --,
 #                 quick 6)
 #   --ablation    also mask ratios 0.05, 0.10, 0.20, 0.30 (0 and 0.15 are the twins)
 #   --sampling    also MEAP 0.15 with data.meap.sampling=authors_code
@@ -68,11 +68,13 @@ python=/usr/bin/python3  # the study's scripts need the standard library only
 
 # --- the recipe of each scale ------------------------------------------------------------
 eval_opts=(--no-greedy --niah-samples 4 --mdqa-samples 8 --attn-sequences 4)
-train_extra=() base_bytes=0 val_fraction=0.01 sft_docs=3
+train_extra=() base_bytes=0 val_fraction=0.01 sft_docs=3 sft_count=8000
 if [ $scale = tiny ]; then
   config=configs/tiny.yaml vocab=4096 default_steps=300 ctx=128
 elif [ $scale = small ]; then
-  config=configs/study-small.yaml vocab=4096 default_steps=150 ctx=256
+  # 4000 SFT items, not 8000: an epoch of them at seq 127 (456K tokens from 8000) takes
+  # ~5 min of NTP-SFT here, MEAP-SFT twice that; the SFT half keeps within the time budget.
+  config=configs/study-small.yaml vocab=4096 default_steps=300 ctx=256 sft_count=4000
 else  # 2000 steps of 512 x 1024 tokens: 1.05B tokens a run (docs/gpu.md)
   config=configs/llama-125m.yaml vocab=32000 default_steps=2000 ctx=1024 sft_docs=10
   train_extra=(train.device=cuda)
@@ -151,7 +153,7 @@ fi
 # that stage leakage checks them too.
 sft_items=$data/sft-text/sft/train.jsonl
 [ -f "$sft_items" ] || run sft-items.log "$python" scripts/make_retrieval_data.py --sft-only \
-  --sft $(( quick ? 400 : 8000 )) --sft-seed 2 --sft-max-documents "$sft_docs" --out "$data/sft-text"
+  --sft $(( quick ? 400 : sft_count )) --sft-seed 2 --sft-max-documents "$sft_docs" --out "$data/sft-text"
 heldout=$data/text/heldout/plain.txt
 stage_end done "$data/mix/prepare.json" "$data/text/retrieval.json" "$heldout" "$sft_items"
 
