@@ -24,7 +24,8 @@
 #   --corpus DIR  the base text (.txt files, documents separated by blank lines) instead of
 #                 the default corpus (scripts/default_corpus.sh, about 1.3M tokens)
 #   --out DIR     output directory (default study/<scale>, study/quick with --quick)
-#   --write-docs  copy OUT/results.md to docs/results.md (refused with --quick)
+#   --write-docs  copy OUT/results.md to docs/results.md (--scale tiny) or
+#                 docs/results-SCALE.md (refused with --quick)
 # Every stage's outputs are listed in OUT/stages.tsv; a stage that cannot run says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -291,7 +292,10 @@ run report.log "$python" scripts/study_report.py "$out" --scale "$scale" --steps
   --meap-version "$("$meap" --version | head -2 | tr -s ' \n' ' ' | sed 's/ $//')"
 stage_end done "$out/results.md" "$out/results.json"
 if [ $write_docs = 1 ]; then
-  cp "$out/results.md" docs/results.md
-  say "wrote docs/results.md"
+  # One page a scale: docs/results.md is the tiny scale's, docs/results-small.md the small's.
+  docs_page=docs/results.md
+  [ $scale = tiny ] || docs_page=docs/results-$scale.md
+  cp "$out/results.md" "$docs_page"
+  say "wrote $docs_page"
 fi
 say "results: $out/results.md"

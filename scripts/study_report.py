@@ -237,7 +237,9 @@ def main(argv=None):
     md += ["", "What would change it: MEAP's retrieval gains appear in the paper at 1.1B "
            "parameters and 40B+ tokens, many orders of magnitude more compute (parameters x tokens) "
            "than these runs. "
-           "More parameters and tokens (`--scale small`; `--scale gpu`, docs/gpu.md), a larger "
+           "More parameters and tokens ("
+           + ("`--scale small`; " if args.scale == "tiny" else "")
+           + "`--scale gpu`, docs/gpu.md), a larger "
            "share of retrieval documents (`make_retrieval_data.py --mix-ratio`) or longer "
            "training would first have to lift NTP's own retrieval above chance before MEAP's "
            "effect on it can show.", ""]
