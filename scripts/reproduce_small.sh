@@ -73,8 +73,8 @@ train_extra=() base_bytes=0 val_fraction=0.01 sft_docs=3 sft_count=8000
 if [ $scale = tiny ]; then
   config=configs/tiny.yaml vocab=4096 default_steps=300 ctx=128
 elif [ $scale = small ]; then
-  # 4000 SFT items, not 8000: an epoch of them at seq 127 (456K tokens from 8000) takes
-  # ~5 min of NTP-SFT here, MEAP-SFT twice that; the SFT half keeps within the time budget.
+  # 4000 SFT items, not 8000: an NTP-SFT epoch of 4000 at seq 127 (228K tokens) took 168 s
+  # here, MEAP-SFT's 2.5x that; the SFT half took 3,032 s (docs/study.md), twice that at 8000.
   config=configs/study-small.yaml vocab=4096 default_steps=300 ctx=256 sft_count=4000
 else  # 2000 steps of 512 x 1024 tokens: 1.05B tokens a run (docs/gpu.md)
   config=configs/llama-125m.yaml vocab=32000 default_steps=2000 ctx=1024 sft_docs=10
